@@ -1,0 +1,307 @@
+"""The `certwatch` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from certwatch import __version__
+from certwatch.check import (
+    InvalidTarget,
+    check_endpoints,
+    check_paths,
+    result_from_invalid_target,
+)
+from certwatch.errors import CertwatchError, TargetError
+from certwatch.probe.model import ProbeSettings
+from certwatch.probe.resolve import SystemResolver
+from certwatch.report.json import render_document
+from certwatch.report.nagios import render_status_line
+from certwatch.report.table import print_table
+from certwatch.result import Result, Status, worst_status
+from certwatch.targets import Endpoint, apply_overrides, parse_resolve, parse_target
+from certwatch.truststore import load_roots
+from certwatch.x509.expiry import parse_threshold, threshold_days
+from certwatch.x509.model import AnalysisPolicy, Thresholds
+
+logger = logging.getLogger(__name__)
+
+# A usage error must not look like CRITICAL (2) to a Nagios-style caller.
+USAGE_ERROR_EXIT = Status.UNKNOWN.exit_code
+
+# Show a progress bar on a terminal once a run has this many endpoints.
+PROGRESS_MIN_ENDPOINTS = 5
+
+# Rich assumes 80 columns when stdout is not a terminal, which folds long
+# names and paths into unreadable cells in files and pagers.
+PIPED_TABLE_WIDTH = 200
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="certwatch")
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Log more on stderr: -v for INFO, -vv for DEBUG.",
+)
+def cli(verbose: int) -> None:
+    """Watch TLS certificates so that none expires unnoticed."""
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+@cli.command()
+@click.argument("items", nargs=-1, metavar="[TARGET|PATH]...")
+@click.option(
+    "--targets-file",
+    type=click.File("r", encoding="utf-8"),
+    multiple=True,
+    help="Read targets from FILE, one per line, '#' starts a comment; '-' reads stdin.",
+)
+@click.option(
+    "--resolve",
+    "resolve_values",
+    multiple=True,
+    metavar="NAME:PORT:ADDRESS",
+    help="Connect to ADDRESS for NAME:PORT, keeping NAME for SNI and name matching.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Deadline in seconds per address, covering connect and handshake.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 10000),
+    default=100,
+    show_default=True,
+    help="Maximum number of addresses probed at the same time.",
+)
+@click.option(
+    "--ca-file",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    help="Also trust the root certificates in this PEM, DER or PKCS#7 file.",
+)
+@click.option(
+    "--only-ca-file",
+    is_flag=True,
+    help="Trust only the roots given with --ca-file, not the certifi bundle.",
+)
+@click.option(
+    "--warning",
+    "warning_text",
+    metavar="DAYS|PERCENT",
+    help="Warn when fewer days (21) or less of the lifetime (25%) remain. "
+    "Default: a third of the lifetime or 30 days, whichever is shorter.",
+)
+@click.option(
+    "--critical",
+    "critical_text",
+    metavar="DAYS|PERCENT",
+    help="Critical when fewer days (7) or less of the lifetime (10%) remain. "
+    "Default: a tenth of the lifetime or 7 days, whichever is shorter.",
+)
+@click.option(
+    "--pkcs12-password",
+    envvar="CERTWATCH_PKCS12_PASSWORD",
+    help="Password of PKCS#12 files (or set CERTWATCH_PKCS12_PASSWORD).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON report.")
+@click.option(
+    "--nagios", is_flag=True, help="Print one Nagios plugin line with performance data."
+)
+def check(
+    items: tuple[str, ...],
+    targets_file: tuple[TextIO, ...],
+    resolve_values: tuple[str, ...],
+    timeout: float,
+    concurrency: int,
+    ca_file: tuple[Path, ...],
+    only_ca_file: bool,
+    warning_text: str | None,
+    critical_text: str | None,
+    pkcs12_password: str | None,
+    as_json: bool,
+    nagios: bool,
+) -> None:
+    """Check endpoints and certificate files now and print a report.
+
+    Each argument is a target (host, host:port, [IPv6]:port, an address or an
+    https:// URL) or a path to a certificate file or folder. An argument is a
+    path when it starts with '/', './', '../' or '~', or names an existing
+    file or folder. Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN; the
+    worst result wins, with CRITICAL worse than UNKNOWN.
+    """
+    if as_json and nagios:
+        raise click.UsageError("Choose one of --json and --nagios.")
+
+    texts = list(items)
+    for handle in targets_file:
+        texts.extend(read_target_lines(handle))
+    if not texts:
+        raise click.UsageError("Give at least one target or path, or --targets-file.")
+
+    try:
+        overrides = dict(_parse_overrides(resolve_values))
+        thresholds = Thresholds(
+            warning=parse_threshold(warning_text) if warning_text else None,
+            critical=parse_threshold(critical_text) if critical_text else None,
+        )
+        roots = load_roots(ca_file, only_ca_files=only_ca_file)
+    except CertwatchError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+    policy = AnalysisPolicy(
+        roots=roots, public_roots=not only_ca_file, thresholds=thresholds
+    )
+    paths, endpoints, invalid = classify_items(texts)
+    endpoints = [apply_overrides(e, overrides) for e in endpoints]
+    settings = ProbeSettings(timeout=timeout, concurrency=concurrency)
+    now = datetime.now(UTC)
+
+    results = [result_from_invalid_target(i) for i in invalid]
+    password = pkcs12_password.encode() if pkcs12_password is not None else None
+    results.extend(check_paths(paths, policy=policy, now=now, pkcs12_password=password))
+    results.extend(asyncio.run(_probe_all(endpoints, settings, policy, now)))
+
+    _print_report(results, now=now, as_json=as_json, nagios=nagios, policy=policy)
+    sys.exit(worst_status([r.status for r in results]).exit_code)
+
+
+def read_target_lines(handle: TextIO) -> list[str]:
+    """Return the targets of a targets file, without comments and blank lines."""
+    targets = []
+    for line in handle:
+        text = line.split("#", 1)[0].strip()
+        if text:
+            targets.append(text)
+    return targets
+
+
+def classify_items(
+    texts: Sequence[str],
+) -> tuple[list[Path], list[Endpoint], list[InvalidTarget]]:
+    """Split arguments into certificate paths, endpoints and invalid targets."""
+    paths: list[Path] = []
+    endpoints: list[Endpoint] = []
+    invalid: list[InvalidTarget] = []
+    for text in texts:
+        if _looks_like_path(text):
+            paths.append(Path(text).expanduser())
+            continue
+        try:
+            endpoints.append(parse_target(text))
+        except TargetError as exc:
+            invalid.append(InvalidTarget(text, exc))
+    return paths, endpoints, invalid
+
+
+def _looks_like_path(text: str) -> bool:
+    if "://" in text:
+        return False
+    if text.startswith(("/", "./", "../", "~")):
+        return True
+    return Path(text).exists()
+
+
+def _parse_overrides(values: Sequence[str]) -> list[tuple[tuple[str, int], str]]:
+    pairs = []
+    for value in values:
+        host, port, address = parse_resolve(value)
+        pairs.append(((host, port), address))
+    return pairs
+
+
+async def _probe_all(
+    endpoints: Sequence[Endpoint],
+    settings: ProbeSettings,
+    policy: AnalysisPolicy,
+    now: datetime,
+) -> list[Result]:
+    results: list[Result] = []
+    if not endpoints:
+        return results
+    stream = check_endpoints(
+        endpoints, settings=settings, policy=policy, now=now, resolver=SystemResolver()
+    )
+    if len(endpoints) < PROGRESS_MIN_ENDPOINTS or not sys.stderr.isatty():
+        return [result async for result in stream]
+
+    progress = Progress(
+        TextColumn("checking"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    targets_done: set[str] = set()
+    with progress:
+        task = progress.add_task("check", total=len(endpoints))
+        async for result in stream:
+            results.append(result)
+            targets_done.add(result.target)
+            progress.update(task, completed=len(targets_done))
+    return results
+
+
+def _print_report(
+    results: list[Result],
+    *,
+    now: datetime,
+    as_json: bool,
+    nagios: bool,
+    policy: AnalysisPolicy,
+) -> None:
+    if as_json:
+        click.echo(json.dumps(render_document(results, now=now), indent=2))
+    elif nagios:
+        click.echo(
+            render_status_line(
+                results, lambda result: _threshold_days(result, policy.thresholds)
+            )
+        )
+    else:
+        print_table(results, _stdout_console())
+
+
+def _stdout_console() -> Console:
+    """Return a console for the table; piped output gets a wide fixed width."""
+    if sys.stdout.isatty():
+        return Console()
+    return Console(width=PIPED_TABLE_WIDTH)
+
+
+def _threshold_days(result: Result, thresholds: Thresholds) -> tuple[int, int] | None:
+    leaf = result.leaf
+    if leaf is None:
+        return None
+    return threshold_days(leaf, thresholds)
+
+
+def main() -> None:
+    """Run the command line; usage errors exit with UNKNOWN (3), not 2."""
+    try:
+        code = cli.main(standalone_mode=False)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(USAGE_ERROR_EXIT)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,29 @@
+"""The exception tree of certwatch.
+
+Every error that certwatch raises on purpose derives from `CertwatchError`.
+The tree is shallow:
+
+- `TargetError`: a target string cannot be parsed (also a `ValueError`).
+- `ThresholdError`: a `--warning` or `--critical` value is invalid (also a
+  `ValueError`).
+- `TrustStoreError`: a CA file cannot be read or holds no certificate.
+
+A failed probe or an unreadable certificate file is not an exception: it is a
+result with an error reason, so one bad endpoint never stops a run.
+"""
+
+
+class CertwatchError(Exception):
+    """Root of every exception certwatch raises on purpose."""
+
+
+class TargetError(CertwatchError, ValueError):
+    """A target string that cannot be parsed into an endpoint."""
+
+
+class ThresholdError(CertwatchError, ValueError):
+    """A warning or critical threshold that is not days or a percentage."""
+
+
+class TrustStoreError(CertwatchError):
+    """A trust store file that cannot be read or holds no certificate."""

@@ -1,0 +1,1 @@
+"""Network I/O: resolve every address, connect within a deadline, handshake."""

@@ -1,0 +1,56 @@
+"""What one probe of one address saw."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from certwatch.targets import Endpoint
+
+
+class ErrorReason(enum.StrEnum):
+    """Why a probe produced no certificate; the values are a public contract."""
+
+    DNS_ERROR = "dns_error"
+    CONNECTION_REFUSED = "connection_refused"
+    CONNECTION_FAILED = "connection_failed"
+    TIMEOUT = "timeout"
+    TLS_HANDSHAKE_FAILED = "tls_handshake_failed"
+    NO_CERTIFICATE = "no_certificate"
+    INVALID_TARGET = "invalid_target"
+    FILE_ERROR = "file_error"
+
+
+@dataclass(frozen=True)
+class ProbeError:
+    """A failed probe: a stable `reason` and the underlying message."""
+
+    reason: ErrorReason
+    message: str
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """How to probe: the deadline per address and the concurrency bound."""
+
+    timeout: float = 10.0
+    concurrency: int = 100
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One probe of one address.
+
+    `address` is `None` only when DNS resolution failed. `chain` holds the DER
+    certificates exactly as the server sent them, leaf first; it is empty when
+    `error` is set, except when the server asked for a client certificate and
+    aborted after sending its own chain.
+    """
+
+    endpoint: Endpoint
+    address: str | None
+    chain: tuple[bytes, ...] = ()
+    tls_version: str | None = None
+    cipher: str | None = None
+    error: ProbeError | None = None
+    client_certificate_requested: bool = False

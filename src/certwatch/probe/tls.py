@@ -1,0 +1,326 @@
+"""Connect to one address, run a TLS handshake and capture the presented chain.
+
+The handshake runs in a pyOpenSSL memory-BIO connection fed by an asyncio
+transport. The standard `ssl` module is not used because on Python 3.11 it
+exposes only the leaf certificate, and the chain must come back exactly as
+the server sent it, in order and with duplicates. Nothing is verified here:
+the analysis verifies the chain later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+
+from OpenSSL import SSL, crypto
+
+from certwatch.probe.model import ErrorReason, ProbeError, ProbeResult, ProbeSettings
+from certwatch.targets import Endpoint
+
+logger = logging.getLogger(__name__)
+
+# Every cipher suite OpenSSL has except NULL encryption, including RSA key
+# exchange and SHA-1, at security level 0 so that old servers with small keys
+# and SHA-1 signatures still complete a handshake. Anonymous suites are moved
+# last, so that only a server offering nothing else picks one.
+CIPHER_LIST = b"ALL:+aNULL:@SECLEVEL=0"
+
+_READ_SIZE = 65536
+
+# The SSL_state_string_long value once a client has read a CertificateRequest,
+# in TLS 1.2 and TLS 1.3 alike (checked with OpenSSL 4.0.3 as bundled by
+# cryptography 50).
+_CERTIFICATE_REQUEST_STATE = b"SSLv3/TLS read server certificate request"
+
+
+async def probe_address(
+    endpoint: Endpoint, address: str, settings: ProbeSettings
+) -> ProbeResult:
+    """Connect to `address` and return the chain the server presents.
+
+    One deadline, `settings.timeout`, covers the TCP connect and the whole
+    handshake. A failure to connect or to complete the handshake comes back
+    as a result with an error, not as an exception.
+    """
+    loop = asyncio.get_running_loop()
+    protocol = _HandshakeProtocol(_new_connection(endpoint, settings), loop)
+    try:
+        async with asyncio.timeout(settings.timeout):
+            await loop.create_connection(lambda: protocol, address, endpoint.port)
+            await protocol.handshake_done
+    except TimeoutError:
+        step = "The TLS handshake with" if protocol.connected else "Connecting to"
+        error = ProbeError(
+            ErrorReason.TIMEOUT,
+            f"{step} {address} port {endpoint.port} timed out after "
+            f"{settings.timeout:g} s.",
+        )
+        return _failed(endpoint, address, error)
+    except OSError as exc:
+        return _failed(
+            endpoint, address, _connection_error(endpoint, address, protocol, exc)
+        )
+    except SSL.Error as exc:
+        return _handshake_failed(endpoint, address, protocol, exc)
+    finally:
+        await protocol.close()
+
+    return _completed(endpoint, address, protocol)
+
+
+@functools.lru_cache(maxsize=8)
+def client_context(settings: ProbeSettings) -> SSL.Context:
+    """Build the client context shared by every probe with these settings.
+
+    It offers TLS 1.0 to 1.3 and every cipher suite, allows servers without
+    secure renegotiation (RFC 5746), and verifies nothing.
+    """
+    context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    context.set_min_proto_version(SSL.TLS1_VERSION)
+    context.set_max_proto_version(SSL.TLS1_3_VERSION)
+    context.set_cipher_list(CIPHER_LIST)
+    context.set_options(SSL.OP_LEGACY_SERVER_CONNECT | SSL.OP_NO_TICKET)
+    context.set_verify(SSL.VERIFY_NONE)
+    context.set_info_callback(_note_certificate_request)
+    return context
+
+
+class _HandshakeProtocol(asyncio.Protocol):
+    """The asyncio protocol that moves bytes between a socket and a memory BIO."""
+
+    def __init__(
+        self, connection: SSL.Connection, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self.connection = connection
+        self.connected = False
+        self.completed = False
+        self.client_certificate_requested = False
+        self.handshake_done: asyncio.Future[None] = loop.create_future()
+        self._closed: asyncio.Future[None] = loop.create_future()
+        self._transport: asyncio.Transport | None = None
+        connection.set_app_data(self)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self.connected = True
+        self._advance()
+
+    def data_received(self, data: bytes) -> None:
+        if not self.handshake_done.done():
+            self.connection.bio_write(data)
+            self._advance()
+
+    def eof_received(self) -> bool:
+        if not self.handshake_done.done():
+            self.connection.bio_shutdown()
+            self._advance()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.handshake_done.done():
+            self.handshake_done.set_exception(
+                exc or ConnectionResetError("the server closed the connection")
+            )
+        self._closed.set_result(None)
+
+    async def close(self) -> None:
+        """Close the transport and wait until its socket is closed.
+
+        After a completed handshake a close_notify alert is written first.
+        The transport is aborted rather than closed either way, so a server
+        that stops reading cannot keep the probe waiting for a flush.
+        """
+        if self._transport is None:
+            return
+        if self.completed:
+            with contextlib.suppress(SSL.Error):
+                self.connection.shutdown()
+            self._flush()
+        self._transport.abort()
+        # The transport closes its socket in a callback on the next loop
+        # iteration, so waiting for it leaves no open socket behind.
+        await asyncio.shield(self._closed)
+
+    def _advance(self) -> None:
+        try:
+            self.connection.do_handshake()
+        except SSL.WantReadError:
+            self._flush()
+        except SSL.Error as exc:
+            # The alert that OpenSSL queued for the server goes out first.
+            self._flush()
+            self.handshake_done.set_exception(exc)
+        else:
+            self._flush()
+            self.completed = True
+            self.handshake_done.set_result(None)
+
+    def _flush(self) -> None:
+        assert self._transport is not None
+        while True:
+            try:
+                data = self.connection.bio_read(_READ_SIZE)
+            except SSL.WantReadError:
+                return
+            self._transport.write(data)
+
+
+def _new_connection(endpoint: Endpoint, settings: ProbeSettings) -> SSL.Connection:
+    connection = SSL.Connection(client_context(settings), None)
+    connection.set_connect_state()
+    if endpoint.server_name is not None:
+        connection.set_tlsext_host_name(endpoint.server_name.encode("ascii"))
+    return connection
+
+
+def _note_certificate_request(connection: SSL.Connection, where: int, _: int) -> None:
+    """Record a CertificateRequest, which TLS 1.3 sends without failing."""
+    if where & SSL.SSL_CB_CONNECT_LOOP and (
+        connection.get_state_string() == _CERTIFICATE_REQUEST_STATE
+    ):
+        protocol = connection.get_app_data()
+        assert isinstance(protocol, _HandshakeProtocol)
+        protocol.client_certificate_requested = True
+
+
+def _completed(
+    endpoint: Endpoint, address: str, protocol: _HandshakeProtocol
+) -> ProbeResult:
+    connection = protocol.connection
+    chain = _peer_chain(connection)
+    error = None
+    if not chain:
+        error = ProbeError(
+            ErrorReason.NO_CERTIFICATE,
+            f"The server at {address} port {endpoint.port} completed the "
+            "handshake without sending a certificate.",
+        )
+    result = ProbeResult(
+        endpoint=endpoint,
+        address=address,
+        chain=chain,
+        tls_version=connection.get_protocol_version_name(),
+        cipher=connection.get_cipher_name(),
+        error=error,
+        client_certificate_requested=protocol.client_certificate_requested,
+    )
+    logger.debug(
+        "Probed %s at %s: %s, %s, %d certificates",
+        endpoint.target,
+        address,
+        result.tls_version,
+        result.cipher,
+        len(chain),
+    )
+    return result
+
+
+def _handshake_failed(
+    endpoint: Endpoint,
+    address: str,
+    protocol: _HandshakeProtocol,
+    exc: SSL.Error,
+) -> ProbeResult:
+    """Turn a failed handshake into a result, keeping a chain sent before it."""
+    connection = protocol.connection
+    chain = _peer_chain(connection)
+    if protocol.client_certificate_requested and chain:
+        # A TLS 1.2 server that requires a client certificate sends its own
+        # chain before it aborts, and that chain is what the probe is after.
+        logger.debug(
+            "Probed %s at %s: client certificate required, server chain kept",
+            endpoint.target,
+            address,
+        )
+        return ProbeResult(
+            endpoint=endpoint,
+            address=address,
+            chain=chain,
+            tls_version=connection.get_protocol_version_name(),
+            cipher=connection.get_cipher_name(),
+            client_certificate_requested=True,
+        )
+
+    reason = _openssl_error_text(exc)
+    if protocol.client_certificate_requested:
+        # NOTE: no local test server reaches this branch, because OpenSSL
+        # servers send their chain before the CertificateRequest in TLS 1.2,
+        # and in TLS 1.3 the client's side of the handshake completes.
+        message = (
+            f"The server at {address} port {endpoint.port} requires a client "
+            "certificate, and the server's own certificate could not be "
+            f"obtained: {reason}."
+        )
+    else:
+        message = (
+            f"The TLS handshake with {address} port {endpoint.port} failed: {reason}."
+        )
+    error = ProbeError(ErrorReason.TLS_HANDSHAKE_FAILED, message)
+    return _failed(endpoint, address, error, protocol.client_certificate_requested)
+
+
+def _connection_error(
+    endpoint: Endpoint, address: str, protocol: _HandshakeProtocol, exc: OSError
+) -> ProbeError:
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    if protocol.connected:
+        # The TCP connection was open, so the server dropped it mid-handshake.
+        return ProbeError(
+            ErrorReason.TLS_HANDSHAKE_FAILED,
+            f"The TLS handshake with {address} port {endpoint.port} failed: {reason}.",
+        )
+    reason_code = (
+        ErrorReason.CONNECTION_REFUSED
+        if isinstance(exc, ConnectionRefusedError)
+        else ErrorReason.CONNECTION_FAILED
+    )
+    return ProbeError(
+        reason_code,
+        f"Connecting to {address} port {endpoint.port} failed: {reason}.",
+    )
+
+
+def _failed(
+    endpoint: Endpoint,
+    address: str,
+    error: ProbeError,
+    client_certificate_requested: bool = False,
+) -> ProbeResult:
+    logger.debug(
+        "Probe of %s at %s failed: %s", endpoint.target, address, error.message
+    )
+    return ProbeResult(
+        endpoint=endpoint,
+        address=address,
+        error=error,
+        client_certificate_requested=client_certificate_requested,
+    )
+
+
+def _peer_chain(connection: SSL.Connection) -> tuple[bytes, ...]:
+    certificates = connection.get_peer_cert_chain() or []
+    return tuple(
+        crypto.dump_certificate(crypto.FILETYPE_ASN1, certificate)
+        for certificate in certificates
+    )
+
+
+def _openssl_error_text(exc: SSL.Error) -> str:
+    """Return the reasons in an OpenSSL error queue, such as a received alert."""
+    if isinstance(exc, SSL.SysCallError):
+        # pyOpenSSL 26 raises SysCallError(-1, "Unexpected EOF") when the
+        # server closes the connection before the handshake is complete.
+        return "the server closed the connection"
+    queue = exc.args[0] if exc.args else None
+    if not isinstance(queue, list):
+        return str(exc)
+    reasons = [
+        entry[2]
+        for entry in queue
+        if isinstance(entry, tuple) and len(entry) == 3 and entry[2]
+    ]
+    return "; ".join(reasons) or str(exc)

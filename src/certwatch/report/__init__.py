@@ -1,0 +1,1 @@
+"""Render results: a Rich table, JSON, or one Nagios plugin status line."""

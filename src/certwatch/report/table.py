@@ -1,0 +1,95 @@
+"""The human report: one Rich table row per address or file certificate."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from certwatch.report.summary import sort_for_display
+from certwatch.result import Result, Status
+from certwatch.x509.model import Severity
+
+STATUS_STYLES = {
+    Status.OK: "green",
+    Status.WARNING: "yellow",
+    Status.CRITICAL: "bold red",
+    Status.UNKNOWN: "magenta",
+}
+SEVERITY_STYLES = {
+    Severity.INFO: "dim",
+    Severity.WARNING: "yellow",
+    Severity.CRITICAL: "red",
+}
+
+
+def print_table(results: Sequence[Result], console: Console) -> None:
+    """Print the table sorted by days left, then the messages behind each row."""
+    ordered = sort_for_display(results)
+    table = Table(show_lines=False, header_style="bold")
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Days", justify="right", no_wrap=True)
+    table.add_column("Not after (UTC)", no_wrap=True)
+    table.add_column("Target", overflow="fold")
+    table.add_column("Address", overflow="fold")
+    table.add_column("Subject", overflow="fold")
+    table.add_column("Issuer", overflow="fold")
+    table.add_column("Findings", overflow="fold")
+
+    for result in ordered:
+        table.add_row(*_row(result), style=None)
+    console.print(table)
+
+    details = [r for r in ordered if r.status is not Status.OK or r.findings]
+    for result in details:
+        _print_details(result, console)
+
+
+def _row(result: Result) -> list[Text | str]:
+    leaf = result.leaf
+    status = Text(result.status.value.upper(), style=STATUS_STYLES[result.status])
+    days = "-" if result.days_left is None else str(result.days_left)
+    not_after = "-"
+    subject = "-"
+    issuer = "-"
+    if leaf is not None:
+        if leaf.not_after is not None:
+            not_after = leaf.not_after.strftime("%Y-%m-%d %H:%M")
+        subject = leaf.common_name or _short_name(leaf.subject)
+        issuer = _short_name(leaf.issuer)
+    if result.error is not None and result.report is None:
+        findings = Text(result.error.reason, style="magenta")
+    else:
+        findings = Text(", ".join(f.code for f in result.findings) or "-")
+    # A file's path is already the target, so its row shows the position.
+    where = result.place if result.path is None else f"#{result.index or 0}"
+    return [status, days, not_after, result.target, where, subject, issuer, findings]
+
+
+def _print_details(result: Result, console: Console) -> None:
+    where = result.place if result.path is None else f"#{result.index or 0}"
+    heading = Text(f"{result.target} ({where})", style="bold")
+    console.print(heading)
+    if result.error is not None:
+        console.print(
+            Text(f"  {result.error.reason}: {result.error.message}", style="magenta")
+        )
+    for finding in result.findings:
+        line = Text(f"  {finding.severity.label} {finding.code}: ")
+        line.stylize(SEVERITY_STYLES[finding.severity])
+        line.append(finding.message)
+        console.print(line)
+
+
+def _short_name(name: str | None) -> str:
+    """Return the CN of an RFC 4514 name, or the whole name without one."""
+    if not name:
+        return "-"
+    for part in re.split(r"(?<!\\),", name):
+        key, _, value = part.partition("=")
+        if key.strip().upper() == "CN":
+            return value
+    return name

@@ -1,0 +1,1 @@
+"""Certificates stored in files and folders."""

@@ -1,0 +1,196 @@
+"""Parse what a user types into endpoints.
+
+Accepted forms: `host`, `host:port`, `[2001:db8::1]:8443`, bare IPv4 and IPv6
+literals, and `https://host:port/path`. Names typed in Unicode become A-labels
+(IDNA 2008 with the UTS #46 mapping), which are used for DNS, SNI and name
+matching alike.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import idna
+
+from certwatch.errors import TargetError
+
+DEFAULT_PORT = 443
+
+# Schemes this version can speak, with their default ports.
+SCHEME_PORTS = {"https": 443, "tls": 443}
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One thing to connect to.
+
+    `host` is an A-label name or a canonical IP address. `server_name` is the
+    name sent as SNI and matched against the certificate, `None` for IP
+    literals. `address` is set when the user pinned the address to connect to
+    (`--resolve`), in which case DNS is not asked.
+    """
+
+    target: str
+    host: str
+    port: int
+    server_name: str | None
+    protocol: str = "https"
+    address: str | None = None
+
+    @property
+    def is_ip(self) -> bool:
+        return self.server_name is None
+
+
+def parse_target(text: str) -> Endpoint:
+    """Parse one target string; raise `TargetError` naming the value if invalid."""
+    raw = text.strip()
+    if not raw:
+        raise TargetError("Empty target: give a host name, address or URL.")
+
+    protocol = "https"
+    if "://" in raw:
+        protocol, host_text, port = _split_url(raw)
+    else:
+        host_text, port = _split_host_port(raw)
+
+    host, server_name = _normalise_host(host_text, raw)
+    return Endpoint(
+        target=raw, host=host, port=port, server_name=server_name, protocol=protocol
+    )
+
+
+def parse_resolve(text: str) -> tuple[str, int, str]:
+    """Parse a curl-style `name:port:address` override into its three parts."""
+    name, sep, rest = text.partition(":")
+    port_text, sep2, address_text = rest.partition(":")
+    if not (sep and sep2 and name and port_text and address_text):
+        raise TargetError(
+            f"Invalid --resolve value {text!r}: use NAME:PORT:ADDRESS, "
+            "for example www.example.test:443:127.0.0.1."
+        )
+    port = _parse_port(port_text, text)
+    address = address_text.strip("[]")
+    try:
+        canonical = str(ipaddress.ip_address(address))
+    except ValueError:
+        raise TargetError(
+            f"Invalid address {address_text!r} in --resolve value {text!r}: "
+            "give an IPv4 or IPv6 address."
+        ) from None
+    host, _ = _normalise_host(name, text)
+    return host, port, canonical
+
+
+def apply_overrides(
+    endpoint: Endpoint, overrides: dict[tuple[str, int], str]
+) -> Endpoint:
+    """Pin the endpoint's address when a `--resolve` override names it."""
+    address = overrides.get((endpoint.host, endpoint.port))
+    if address is None or endpoint.is_ip:
+        return endpoint
+    return Endpoint(
+        target=endpoint.target,
+        host=endpoint.host,
+        port=endpoint.port,
+        server_name=endpoint.server_name,
+        protocol=endpoint.protocol,
+        address=address,
+    )
+
+
+def _split_url(raw: str) -> tuple[str, str, int]:
+    try:
+        parts = urlsplit(raw)
+        port_value = parts.port
+    except ValueError as exc:
+        raise TargetError(f"Invalid URL {raw!r}: {exc}.") from None
+
+    scheme = parts.scheme.lower()
+    if scheme not in SCHEME_PORTS:
+        known = ", ".join(sorted(SCHEME_PORTS))
+        raise TargetError(
+            f"Unsupported scheme {scheme!r} in target {raw!r}: use one of {known}."
+        )
+    host = parts.hostname
+    if not host:
+        raise TargetError(f"Missing host in URL {raw!r}.")
+    port = port_value if port_value is not None else SCHEME_PORTS[scheme]
+    if port == 0:
+        raise TargetError(f"Invalid port 0 in target {raw!r}: use 1 to 65535.")
+    return "https", host, port
+
+
+def _split_host_port(raw: str) -> tuple[str, int]:
+    if raw.startswith("["):
+        host, bracket, rest = raw[1:].partition("]")
+        if not bracket:
+            raise TargetError(f"Missing ']' in target {raw!r}.")
+        if not rest:
+            return host, DEFAULT_PORT
+        if not rest.startswith(":"):
+            raise TargetError(
+                f"Unexpected text {rest!r} after ']' in target {raw!r}: "
+                "use [ADDRESS]:PORT."
+            )
+        return host, _parse_port(rest[1:], raw)
+
+    if raw.count(":") > 1:
+        # Several colons without brackets can only be a bare IPv6 literal.
+        return raw, DEFAULT_PORT
+    host, sep, port_text = raw.partition(":")
+    if not sep:
+        return host, DEFAULT_PORT
+    return host, _parse_port(port_text, raw)
+
+
+def _parse_port(text: str, raw: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise TargetError(f"Invalid port {text!r} in {raw!r}: use 1 to 65535.")
+    return int(text)
+
+
+def _normalise_host(host_text: str, raw: str) -> tuple[str, str | None]:
+    """Return the canonical host and the server name (`None` for IP literals)."""
+    candidate = host_text.strip().strip("[]")
+    if "%" in candidate:
+        raise TargetError(
+            f"Zone index in {raw!r} is not supported: give a global or "
+            "loopback address."
+        )
+    try:
+        return str(ipaddress.ip_address(candidate)), None
+    except ValueError:
+        pass
+
+    name = candidate.rstrip(".")
+    if not name:
+        raise TargetError(f"Missing host in target {raw!r}.")
+    if name.isascii():
+        # ASCII names skip IDNA so that internal names with underscores pass.
+        ascii_name = name.lower()
+    else:
+        try:
+            ascii_name = idna.encode(name, uts46=True).decode("ascii").lower()
+        except idna.IDNAError as exc:
+            raise TargetError(
+                f"Invalid host name {name!r} in {raw!r}: {exc}."
+            ) from None
+
+    labels = ascii_name.split(".")
+    if len(ascii_name) > 253 or not all(_LABEL.match(label) for label in labels):
+        raise TargetError(
+            f"Invalid host name {name!r} in {raw!r}: use letters, digits and "
+            "hyphens in labels of at most 63 characters."
+        )
+    if labels[-1].isdigit():
+        raise TargetError(
+            f"Invalid address {name!r} in {raw!r}: it is neither an IPv4 "
+            "address nor a host name."
+        )
+    return ascii_name, ascii_name
