@@ -7,6 +7,10 @@ The tree is shallow:
 - `ThresholdError`: a `--warning` or `--critical` value is invalid (also a
   `ValueError`).
 - `TrustStoreError`: a CA file cannot be read or holds no certificate.
+- `certwatch.probe.resolve.ResolutionError`: a name did not resolve; the
+  probe turns it into a `dns_error` result, so it never leaves the probe.
+- `certwatch.x509.der.DerError`: bytes hold no DER certificate structure;
+  `read_facts` turns it into a parse problem, so it never leaves `x509`.
 
 A failed probe or an unreadable certificate file is not an exception: it is a
 result with an error reason, so one bad endpoint never stops a run.

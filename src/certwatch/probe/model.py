@@ -36,6 +36,17 @@ class ProbeSettings:
     timeout: float = 10.0
     concurrency: int = 100
 
+    def __post_init__(self) -> None:
+        if not self.timeout > 0:
+            raise ValueError(
+                f"Invalid probe timeout {self.timeout!r}: give a number of "
+                "seconds above 0."
+            )
+        if self.concurrency < 1:
+            raise ValueError(
+                f"Invalid probe concurrency {self.concurrency!r}: give at least 1."
+            )
+
 
 @dataclass(frozen=True)
 class ProbeResult:
@@ -43,8 +54,9 @@ class ProbeResult:
 
     `address` is `None` only when DNS resolution failed. `chain` holds the DER
     certificates exactly as the server sent them, leaf first; it is empty when
-    `error` is set, except when the server asked for a client certificate and
-    aborted after sending its own chain.
+    `error` is set. A server that requires a client certificate and aborts
+    after sending its own chain gives that chain, no error, and
+    `client_certificate_requested`.
     """
 
     endpoint: Endpoint
