@@ -6,8 +6,11 @@ monitor. It reads no clock: the caller passes `now`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +23,9 @@ from certwatch.result import Result, Status, status_from
 from certwatch.sources.files import FileProblem, StoredCertificate, read_path
 from certwatch.targets import Endpoint
 from certwatch.x509.analyze import analyze_certificate, analyze_chain
+from certwatch.x509.facts import read_facts
 from certwatch.x509.model import AnalysisPolicy, Finding, Severity
+from certwatch.x509.trust import prepare_validation
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +55,74 @@ async def check_endpoints(
     now: datetime,
     resolver: Resolver,
 ) -> AsyncIterator[Result]:
-    """Probe every address of every endpoint and yield results as they finish."""
-    async for probe in probe_many(endpoints, settings, resolver):
-        result = result_from_probe(probe, policy=policy, now=now)
-        _log_result(result)
-        yield result
+    """Probe every address of every endpoint and yield results as they finish.
+
+    Results come in the order the probes finish. The validator of
+    `cryptography` checks signatures without holding the GIL, so it runs in
+    one worker thread while the event loop goes on probing; the rest of the
+    analysis stays on the event loop. Closing the generator early cancels
+    the probes still running.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[_Queued] = asyncio.Queue(maxsize=settings.concurrency)
+    executor = ThreadPoolExecutor(
+        max_workers=1, thread_name_prefix="certwatch-validator"
+    )
+    producer = asyncio.create_task(
+        _probe_and_validate(
+            endpoints, settings, policy, now, resolver, queue, executor, loop
+        )
+    )
+    try:
+        while (item := await queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            probe, validated = item
+            if validated is not None:
+                await validated
+            result = result_from_probe(probe, policy=policy, now=now)
+            _log_result(result)
+            yield result
+    finally:
+        producer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await producer
+        # Jobs not started yet are dropped; the one running ends on its own.
+        executor.shutdown(wait=False, cancel_futures=True)
+
+
+# What the probing task hands to `check_endpoints`: a probe with the job that
+# validates its chain ahead, an error that stopped the probing, or `None`
+# once every probe is done.
+_Queued = tuple[ProbeResult, "asyncio.Future[None] | None"] | BaseException | None
+
+
+async def _probe_and_validate(
+    endpoints: Sequence[Endpoint],
+    settings: ProbeSettings,
+    policy: AnalysisPolicy,
+    now: datetime,
+    resolver: Resolver,
+    queue: asyncio.Queue[_Queued],
+    executor: ThreadPoolExecutor,
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """Probe, start validating each chain in `executor`, and queue both."""
+    try:
+        async for probe in probe_many(endpoints, settings, resolver):
+            validated = None
+            if probe.chain:
+                # Facts are read here, on the event loop, because reading
+                # them changes the process-wide warnings state.
+                facts = tuple(read_facts(der) for der in probe.chain)
+                job = prepare_validation(facts, policy.roots, now=now)
+                if job is not None:
+                    validated = loop.run_in_executor(executor, job)
+            await queue.put((probe, validated))
+    except Exception as exc:
+        await queue.put(exc)
+    else:
+        await queue.put(None)
 
 
 def result_from_probe(
@@ -94,34 +162,67 @@ def result_from_probe(
     )
 
 
+@dataclass(frozen=True)
+class PathResults:
+    """What a check of files and folders found.
+
+    `skipped` lists the files inside folders that hold no certificate data
+    at all (keys, CSRs, notes), which a folder walk passes over; a file
+    named directly is never skipped, it gives an `unknown` result instead.
+    """
+
+    results: list[Result]
+    skipped: list[FileProblem]
+
+
 def check_paths(
-    paths: Iterable[Path],
+    paths: Iterable[str | Path],
     *,
     policy: AnalysisPolicy,
     now: datetime,
     pkcs12_password: bytes | None = None,
-) -> Iterator[Result]:
-    """Read every certificate in the given files and folders and analyse each."""
-    for path in paths:
+) -> PathResults:
+    """Read every certificate in the given files and folders and analyse each.
+
+    Each result's `target` is the path as given (`~` not expanded) and its
+    `path` the file the certificate was read from.
+    """
+    found = PathResults(results=[], skipped=[])
+    for given in paths:
+        path = Path(given).expanduser()
+        in_folder = path.is_dir()
         for item in read_path(path, pkcs12_password=pkcs12_password):
-            result = _result_from_file(item, policy=policy, now=now)
+            if (
+                in_folder
+                and isinstance(item, FileProblem)
+                and item.not_certificate_file
+            ):
+                logger.info("skipped %s: %s", item.path, item.message)
+                found.skipped.append(item)
+                continue
+            result = _result_from_file(str(given), item, policy=policy, now=now)
             _log_result(result)
-            yield result
+            found.results.append(result)
+    return found
 
 
 def _result_from_file(
-    item: StoredCertificate | FileProblem, *, policy: AnalysisPolicy, now: datetime
+    target: str,
+    item: StoredCertificate | FileProblem,
+    *,
+    policy: AnalysisPolicy,
+    now: datetime,
 ) -> Result:
     if isinstance(item, FileProblem):
         return Result(
-            target=item.path,
+            target=target,
             path=item.path,
             status=Status.UNKNOWN,
             error=ProbeError(ErrorReason.FILE_ERROR, item.message),
         )
     report = analyze_certificate(item.der, now=now, policy=policy)
     return Result(
-        target=item.path,
+        target=target,
         path=item.path,
         index=item.index,
         status=status_from(report.findings),

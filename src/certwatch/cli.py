@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -22,13 +23,14 @@ from certwatch.check import (
     check_paths,
     result_from_invalid_target,
 )
-from certwatch.errors import CertwatchError, TargetError
+from certwatch.errors import CertwatchError, TargetError, ThresholdError
 from certwatch.probe.model import ProbeSettings
 from certwatch.probe.resolve import SystemResolver
 from certwatch.report.json import render_document
 from certwatch.report.nagios import render_status_line
 from certwatch.report.table import print_table
 from certwatch.result import Result, Status, worst_status
+from certwatch.sources.files import FileProblem
 from certwatch.targets import Endpoint, apply_overrides, parse_resolve, parse_target
 from certwatch.truststore import load_roots
 from certwatch.x509.expiry import parse_threshold, threshold_days
@@ -67,7 +69,8 @@ def cli(verbose: int) -> None:
 @click.argument("items", nargs=-1, metavar="[TARGET|PATH]...")
 @click.option(
     "--targets-file",
-    type=click.File("r", encoding="utf-8"),
+    # utf-8-sig drops the byte order mark that some Windows editors write.
+    type=click.File("r", encoding="utf-8-sig"),
     multiple=True,
     help="Read targets from FILE, one per line, '#' starts a comment; '-' reads stdin.",
 )
@@ -154,15 +157,17 @@ def check(
     texts = list(items)
     for handle in targets_file:
         texts.extend(read_target_lines(handle))
+    if not texts and targets_file:
+        names = ", ".join(repr(handle.name) for handle in targets_file)
+        raise click.UsageError(
+            f"The targets file {names} holds no target: add one target per line."
+        )
     if not texts:
         raise click.UsageError("Give at least one target or path, or --targets-file.")
 
     try:
         overrides = dict(_parse_overrides(resolve_values))
-        thresholds = Thresholds(
-            warning=parse_threshold(warning_text) if warning_text else None,
-            critical=parse_threshold(critical_text) if critical_text else None,
-        )
+        thresholds = _parse_thresholds(warning_text, critical_text)
         roots = load_roots(ca_file, only_ca_files=only_ca_file)
     except CertwatchError as exc:
         raise click.UsageError(str(exc)) from exc
@@ -177,11 +182,26 @@ def check(
 
     results = [result_from_invalid_target(i) for i in invalid]
     password = pkcs12_password.encode() if pkcs12_password is not None else None
-    results.extend(check_paths(paths, policy=policy, now=now, pkcs12_password=password))
+    found = check_paths(paths, policy=policy, now=now, pkcs12_password=password)
+    results.extend(found.results)
     results.extend(asyncio.run(_probe_all(endpoints, settings, policy, now)))
 
-    _print_report(results, now=now, as_json=as_json, nagios=nagios, policy=policy)
-    sys.exit(worst_status([r.status for r in results]).exit_code)
+    exit_code = worst_status([r.status for r in results]).exit_code
+    try:
+        _print_report(
+            results,
+            found.skipped,
+            now=now,
+            as_json=as_json,
+            nagios=nagios,
+            policy=policy,
+        )
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # A reader such as `head` closed the pipe. The verdict still counts,
+        # and Python must not try to flush the closed stdout again at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(exit_code)
 
 
 def read_target_lines(handle: TextIO) -> list[str]:
@@ -196,20 +216,35 @@ def read_target_lines(handle: TextIO) -> list[str]:
 
 def classify_items(
     texts: Sequence[str],
-) -> tuple[list[Path], list[Endpoint], list[InvalidTarget]]:
-    """Split arguments into certificate paths, endpoints and invalid targets."""
-    paths: list[Path] = []
-    endpoints: list[Endpoint] = []
+) -> tuple[list[str], list[Endpoint], list[InvalidTarget]]:
+    """Split arguments into certificate paths, endpoints and invalid targets.
+
+    A target or path given twice is checked once.
+    """
+    paths: dict[str, None] = {}
+    endpoints: dict[Endpoint, None] = {}
     invalid: list[InvalidTarget] = []
-    for text in texts:
+    seen_targets: set[tuple[str, str, int, str | None]] = set()
+    for text in dict.fromkeys(texts):
         if _looks_like_path(text):
-            paths.append(Path(text).expanduser())
+            paths[text] = None
             continue
         try:
-            endpoints.append(parse_target(text))
+            endpoint = parse_target(text)
         except TargetError as exc:
             invalid.append(InvalidTarget(text, exc))
-    return paths, endpoints, invalid
+            continue
+        # `www.example.test` and `www.example.test:443` are the same endpoint.
+        key = (endpoint.protocol, endpoint.host, endpoint.port, endpoint.server_name)
+        if key not in seen_targets:
+            seen_targets.add(key)
+            endpoints[endpoint] = None
+    return list(paths), list(endpoints), invalid
+
+
+# File name endings that mark an argument as a certificate file even when the
+# file does not exist, so a typo reports "not found" rather than a DNS error.
+CERTIFICATE_SUFFIXES = (".pem", ".crt", ".cer", ".der", ".p7b", ".p7c", ".p12", ".pfx")
 
 
 def _looks_like_path(text: str) -> bool:
@@ -217,7 +252,32 @@ def _looks_like_path(text: str) -> bool:
         return False
     if text.startswith(("/", "./", "../", "~")):
         return True
-    return Path(text).exists()
+    if text.lower().endswith(CERTIFICATE_SUFFIXES):
+        return True
+    return Path(text).expanduser().exists()
+
+
+def _parse_thresholds(
+    warning_text: str | None, critical_text: str | None
+) -> Thresholds:
+    warning = parse_threshold(warning_text) if warning_text else None
+    critical = parse_threshold(critical_text) if critical_text else None
+    if warning is not None and critical is not None:
+        later = (
+            critical.days is not None
+            and warning.days is not None
+            and critical.days > warning.days
+        ) or (
+            critical.share is not None
+            and warning.share is not None
+            and critical.share > warning.share
+        )
+        if later:
+            raise ThresholdError(
+                f"--critical {critical_text} comes before --warning {warning_text}: "
+                "give a critical threshold at or below the warning threshold."
+            )
+    return Thresholds(warning=warning, critical=critical)
 
 
 def _parse_overrides(values: Sequence[str]) -> list[tuple[tuple[str, int], str]]:
@@ -262,6 +322,7 @@ async def _probe_all(
 
 def _print_report(
     results: list[Result],
+    skipped: list[FileProblem],
     *,
     now: datetime,
     as_json: bool,
@@ -269,7 +330,8 @@ def _print_report(
     policy: AnalysisPolicy,
 ) -> None:
     if as_json:
-        click.echo(json.dumps(render_document(results, now=now), indent=2))
+        document = render_document(results, now=now, skipped=skipped)
+        click.echo(json.dumps(document, indent=2))
     elif nagios:
         click.echo(
             render_status_line(
@@ -277,7 +339,7 @@ def _print_report(
             )
         )
     else:
-        print_table(results, _stdout_console())
+        print_table(results, _stdout_console(), skipped=skipped)
 
 
 def _stdout_console() -> Console:

@@ -182,7 +182,7 @@ def test_render_status_line_nagios_format() -> None:
     assert "a.example.test (127.0.0.1) expiring_soon" in line
     _status_text, perfdata = line.split(" | ")
     assert perfdata == (
-        "'a.example.test@127.0.0.1'=10;30;7;; 'b.example.test@::1'=80;30;7;;"
+        "'a.example.test@127.0.0.1'=10;30:;7:;; 'b.example.test@::1'=80;30:;7:;;"
     )
 
 
@@ -209,3 +209,24 @@ def test_print_table_lists_rows_and_messages() -> None:
     assert "connection_refused: Connection refused" in output
     assert "warning expiring_soon: Expires in 10 days." in output
     assert output.index("down.example.test") < output.index("a.example.test")
+
+
+def test_render_status_line_pipe_in_path_is_replaced() -> None:
+    leaf = _facts("pipe.example.test", 5)
+    report = ChainReport(
+        leaf=leaf, chain=(leaf,), findings=(EXPIRING,), valid_path=None, days_left=5
+    )
+    result = Result(
+        target="/srv/a|b.pem",
+        status=Status.WARNING,
+        findings=(EXPIRING,),
+        report=report,
+        path="/srv/a|b.pem\nx",
+        index=0,
+    )
+
+    line = render_status_line([result], lambda result: (30, 7))
+
+    assert line.count("|") == 1
+    assert "\n" not in line
+    assert line.endswith("'/srv/a/b.pem@/srv/a/b.pem x'=5;30:;7:;;")

@@ -230,6 +230,7 @@ def test_read_path_pem_key_only(tmp_path: Path, leaves: list[trustme.LeafCert]) 
             str(path),
             f"File {str(path)!r} contains a private key but no certificate: "
             "point certwatch at the certificate file instead.",
+            not_certificate_file=True,
         )
     ]
 
@@ -318,6 +319,7 @@ def test_read_path_unrecognised_content(tmp_path: Path) -> None:
             str(path),
             f"File {str(path)!r} contains no certificate in PEM, DER, PKCS#7 or "
             "PKCS#12 form: check that it is a certificate file.",
+            not_certificate_file=True,
         )
     ]
 

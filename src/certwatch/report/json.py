@@ -8,14 +8,23 @@ from typing import Any
 
 from certwatch.report.summary import summarise_endpoints
 from certwatch.result import Result, Status, worst_status
+from certwatch.sources.files import FileProblem
 from certwatch.x509.facts import days_left
 from certwatch.x509.model import CertificateFacts
 
 SCHEMA_VERSION = 1
 
 
-def render_document(results: Sequence[Result], *, now: datetime) -> dict[str, Any]:
-    """Build the whole JSON document for a finished run."""
+def render_document(
+    results: Sequence[Result],
+    *,
+    now: datetime,
+    skipped: Sequence[FileProblem] = (),
+) -> dict[str, Any]:
+    """Build the whole JSON document for a finished run.
+
+    `skipped` are files in folders that held no certificate data.
+    """
     status = worst_status([r.status for r in results])
     counts = {s.value: sum(1 for r in results if r.status is s) for s in Status}
     return {
@@ -34,6 +43,9 @@ def render_document(results: Sequence[Result], *, now: datetime) -> dict[str, An
             for summary in summarise_endpoints(results)
         ],
         "results": [render_result(r, now=now) for r in results],
+        "skipped_files": [
+            {"path": item.path, "message": item.message} for item in skipped
+        ],
     }
 
 

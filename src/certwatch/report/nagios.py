@@ -3,7 +3,8 @@
 The format follows the Nagios plugin guidelines: `SERVICE STATUS - text |
 'label'=value;warn;crit;min;max ...`. The value is the leaf's days left; warn
 and crit are that certificate's own thresholds in days, because the windows
-follow each certificate's lifetime.
+follow each certificate's lifetime. They are written as ranges `N:`, which in
+the guidelines' range syntax alert when the value falls below N.
 """
 
 from __future__ import annotations
@@ -41,8 +42,13 @@ def render_status_line(results: Sequence[Result], thresholds: ThresholdDays) -> 
     perfdata = " ".join(
         _perfdata(r, thresholds) for r in results if r.days_left is not None
     )
-    line = f"CERTWATCH {status.value.upper()} - {text}"
+    line = f"CERTWATCH {status.value.upper()} - {_plain(text)}"
     return f"{line} | {perfdata}" if perfdata else line
+
+
+def _plain(text: str) -> str:
+    """Remove what would break the plugin line: a `|` starts perfdata."""
+    return text.replace("|", "/").replace("\n", " ").replace("\r", " ")
 
 
 def _problem(result: Result) -> str:
@@ -54,7 +60,8 @@ def _problem(result: Result) -> str:
 
 
 def _perfdata(result: Result, thresholds: ThresholdDays) -> str:
-    label = f"{result.target}@{result.place}".replace("'", "_").replace("=", "_")
+    label = _plain(f"{result.target}@{result.place}")
+    label = label.replace("'", "_").replace("=", "_")
     limits = thresholds(result)
-    warn, crit = ("", "") if limits is None else (str(limits[0]), str(limits[1]))
+    warn, crit = ("", "") if limits is None else (f"{limits[0]}:", f"{limits[1]}:")
     return f"'{label}'={result.days_left};{warn};{crit};;"

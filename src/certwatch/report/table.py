@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -11,6 +12,7 @@ from rich.text import Text
 
 from certwatch.report.summary import sort_for_display
 from certwatch.result import Result, Status
+from certwatch.sources.files import FileProblem
 from certwatch.x509.model import Severity
 
 STATUS_STYLES = {
@@ -19,6 +21,9 @@ STATUS_STYLES = {
     Status.CRITICAL: "bold red",
     Status.UNKNOWN: "magenta",
 }
+# How many names of skipped files the note under the table lists.
+_SKIPPED_NAMES_SHOWN = 5
+
 SEVERITY_STYLES = {
     Severity.INFO: "dim",
     Severity.WARNING: "yellow",
@@ -26,8 +31,16 @@ SEVERITY_STYLES = {
 }
 
 
-def print_table(results: Sequence[Result], console: Console) -> None:
-    """Print the table sorted by days left, then the messages behind each row."""
+def print_table(
+    results: Sequence[Result],
+    console: Console,
+    *,
+    skipped: Sequence[FileProblem] = (),
+) -> None:
+    """Print the table sorted by days left, then the messages behind each row.
+
+    `skipped` files (keys and notes found in folders) are counted at the end.
+    """
     ordered = sort_for_display(results)
     table = Table(show_lines=False, header_style="bold")
     table.add_column("Status", no_wrap=True)
@@ -47,6 +60,21 @@ def print_table(results: Sequence[Result], console: Console) -> None:
     for result in details:
         _print_details(result, console)
 
+    if skipped:
+        names = ", ".join(
+            Path(item.path).name for item in skipped[:_SKIPPED_NAMES_SHOWN]
+        )
+        more = len(skipped) - _SKIPPED_NAMES_SHOWN
+        if more > 0:
+            names += f" and {more} more"
+        console.print(
+            Text(
+                f"Skipped {len(skipped)} files without certificates in folders: "
+                f"{names}.",
+                style="dim",
+            )
+        )
+
 
 def _row(result: Result) -> list[Text | str]:
     leaf = result.leaf
@@ -64,14 +92,20 @@ def _row(result: Result) -> list[Text | str]:
         findings = Text(result.error.reason, style="magenta")
     else:
         findings = Text(", ".join(f.code for f in result.findings) or "-")
-    # A file's path is already the target, so its row shows the position.
-    where = result.place if result.path is None else f"#{result.index or 0}"
-    return [status, days, not_after, result.target, where, subject, issuer, findings]
+    return [
+        status,
+        days,
+        not_after,
+        result.target,
+        _where(result),
+        subject,
+        issuer,
+        findings,
+    ]
 
 
 def _print_details(result: Result, console: Console) -> None:
-    where = result.place if result.path is None else f"#{result.index or 0}"
-    heading = Text(f"{result.target} ({where})", style="bold")
+    heading = Text(f"{result.target} ({_where(result)})", style="bold")
     console.print(heading)
     if result.error is not None:
         console.print(
@@ -82,6 +116,16 @@ def _print_details(result: Result, console: Console) -> None:
         line.stylize(SEVERITY_STYLES[finding.severity])
         line.append(finding.message)
         console.print(line)
+
+
+def _where(result: Result) -> str:
+    """Return the address, or for files the file and position in it."""
+    if result.path is None:
+        return result.place
+    where = result.path if result.path != result.target else ""
+    if result.index is not None:
+        where = f"{where}#{result.index}"
+    return where or "-"
 
 
 def _short_name(name: str | None) -> str:

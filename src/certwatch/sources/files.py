@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import stat
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,10 +66,16 @@ class StoredCertificate:
 
 @dataclass(frozen=True)
 class FileProblem:
-    """A file or folder that yielded no certificate, or a damaged part of one."""
+    """A file or folder that yielded no certificate, or a damaged part of one.
+
+    `not_certificate_file` is set when the file holds nothing that looks like
+    a certificate (a private key, a CSR, plain text), so that a folder walk
+    can pass over it: certificate folders usually hold keys and notes too.
+    """
 
     path: str
     message: str
+    not_certificate_file: bool = False
 
 
 ReadResult = StoredCertificate | FileProblem
@@ -125,11 +132,17 @@ def _walk(root: Path, password: bytes | None) -> Iterator[ReadResult]:
             yield _stat_problem(path, exc)
             continue
 
+        key = (info.st_dev, info.st_ino)
         if not stat.S_ISDIR(info.st_mode):
+            # A file reached again through a symbolic link (such as the hash
+            # links in /etc/ssl/certs) is the same file, so it is read once.
+            if key in first_seen:
+                logger.debug("Skipped %s, the same file as %s", path, first_seen[key])
+                continue
+            first_seen[key] = path
             yield from _read_entry(path, info, password)
             continue
 
-        key = (info.st_dev, info.st_ino)
         if key in first_seen:
             yield FileProblem(
                 str(path),
@@ -300,6 +313,7 @@ def _no_certificate_in_pem(path: str, labels: list[str]) -> FileProblem:
         path,
         f"File {path!r} contains PEM blocks ({found}) but no certificate: point "
         "certwatch at the certificate file instead.",
+        not_certificate_file=True,
     )
 
 
@@ -337,6 +351,7 @@ def _read_binary(path: str, data: bytes, password: bytes | None) -> list[ReadRes
             path,
             f"File {path!r} contains no certificate in PEM, DER, PKCS#7 or "
             "PKCS#12 form: check that it is a certificate file.",
+            not_certificate_file=True,
         )
     ]
 
@@ -364,7 +379,11 @@ def _read_der_certificates(path: str, data: bytes) -> list[_Item]:
 
 def _read_pkcs7(path: str, der: bytes, where: str) -> list[_Item]:
     try:
-        certificates = pkcs7.load_der_pkcs7_certificates(der)
+        # cryptography 50 warns when it falls back from DER to BER, as for
+        # the output of `openssl crl2pkcs7`; the certificates are still read.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            certificates = pkcs7.load_der_pkcs7_certificates(der)
     except ValueError as exc:
         return [
             FileProblem(
@@ -381,10 +400,16 @@ def _read_pkcs7(path: str, der: bytes, where: str) -> list[_Item]:
 
 def _read_pkcs12(path: str, data: bytes, password: bytes | None) -> list[_Item]:
     # cryptography 50 opens files written with an empty password
-    # (`openssl pkcs12 -passout pass:`) when the password is None.
-    try:
-        bundle = pkcs12.load_pkcs12(data, password)
-    except (ValueError, UnsupportedAlgorithm):
+    # (`openssl pkcs12 -passout pass:`) when the password is None. A folder
+    # may mix protected and unprotected files, so None is tried as well.
+    bundle: pkcs12.PKCS12KeyAndCertificates | None = None
+    for attempt in dict.fromkeys((password, None)):
+        try:
+            bundle = pkcs12.load_pkcs12(data, attempt)
+            break
+        except (ValueError, UnsupportedAlgorithm):
+            continue
+    if bundle is None:
         return [_pkcs12_password_problem(path, password)]
 
     certificates = [bundle.cert] if bundle.cert is not None else []
@@ -448,6 +473,7 @@ def _key_only_problem(path: str) -> FileProblem:
         path,
         f"File {path!r} contains a private key but no certificate: point "
         "certwatch at the certificate file instead.",
+        not_certificate_file=True,
     )
 
 
