@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -18,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import certifi
 import pytest
 from click.testing import CliRunner
 from click.testing import Result as CliResult
@@ -761,6 +763,16 @@ def test_check_thresholds_change_verdict(
             ["--timeout", "0", "www.example.test"], "--timeout", id="timeout-zero"
         ),
         pytest.param(
+            ["--timeout", "nan", "www.example.test"],
+            "Invalid probe timeout nan",
+            id="timeout-nan",
+        ),
+        pytest.param(
+            ["--timeout", "inf", "www.example.test"],
+            "Invalid probe timeout inf",
+            id="timeout-inf",
+        ),
+        pytest.param(
             ["--warning", "10", "--critical", "20", "www.example.test"],
             "--critical 20 comes before --warning 10",
             id="critical-before-warning",
@@ -817,3 +829,47 @@ def test_check_certificate_suffix_is_path(tmp_path: Path) -> None:
     assert result["kind"] == "file"
     assert result["error"]["reason"] == "file_error"
     assert "not found" in result["error"]["message"]
+
+
+def test_check_targets_file_not_utf8(tmp_path: Path) -> None:
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_bytes(b"www.example.test\n\xff\xfe\x00junk\n")
+
+    completed = run("--targets-file", str(hosts))
+
+    assert completed.returncode == 3
+    assert "is not UTF-8 text" in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("a" * 300, id="name-too-long"),
+        pytest.param("[/]", id="rich-markup"),
+    ],
+)
+def test_check_odd_argument_is_unknown_not_crash(text: str) -> None:
+    completed = run(text)
+
+    assert completed.returncode == 3, completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def test_check_broken_pipe_keeps_verdict_exit_code(tmp_path: Path) -> None:
+    # Far more table than a pipe buffer holds, so writing hits the closed pipe.
+    folder = tmp_path / "bundles"
+    folder.mkdir()
+    for copy in range(4):
+        shutil.copy(certifi.where(), folder / f"roots{copy}.pem")
+    (folder / "expired.pem").write_bytes(fresh_leaf(-3).pem)
+    script = (
+        f"{sys.executable} -m certwatch check {folder} "
+        "| head -c 1 >/dev/null; echo ${PIPESTATUS[0]}"
+    )
+
+    completed = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+
+    assert completed.stdout.strip() == "2", completed.stderr

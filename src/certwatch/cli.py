@@ -172,12 +172,15 @@ def check(
     except CertwatchError as exc:
         raise click.UsageError(str(exc)) from exc
 
+    try:
+        settings = ProbeSettings(timeout=timeout, concurrency=concurrency)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
     policy = AnalysisPolicy(
         roots=roots, public_roots=not only_ca_file, thresholds=thresholds
     )
     paths, endpoints, invalid = classify_items(texts)
     endpoints = [apply_overrides(e, overrides) for e in endpoints]
-    settings = ProbeSettings(timeout=timeout, concurrency=concurrency)
     now = datetime.now(UTC)
 
     results = [result_from_invalid_target(i) for i in invalid]
@@ -205,12 +208,22 @@ def check(
 
 
 def read_target_lines(handle: TextIO) -> list[str]:
-    """Return the targets of a targets file, without comments and blank lines."""
+    """Return the targets of a targets file, without comments and blank lines.
+
+    Raises:
+        click.UsageError: the file is not UTF-8 text.
+    """
     targets = []
-    for line in handle:
-        text = line.split("#", 1)[0].strip()
-        if text:
-            targets.append(text)
+    try:
+        for line in handle:
+            text = line.split("#", 1)[0].strip()
+            if text:
+                targets.append(text)
+    except UnicodeDecodeError as exc:
+        raise click.UsageError(
+            f"The targets file {handle.name!r} is not UTF-8 text ({exc.reason} at "
+            f"byte {exc.start}): save it as UTF-8 with one target per line."
+        ) from exc
     return targets
 
 
@@ -250,11 +263,16 @@ CERTIFICATE_SUFFIXES = (".pem", ".crt", ".cer", ".der", ".p7b", ".p7c", ".p12", 
 def _looks_like_path(text: str) -> bool:
     if "://" in text:
         return False
-    if text.startswith(("/", "./", "../", "~")):
+    # A host name never contains a slash, so `certs/site.pem` is a path too.
+    if "/" in text or text.startswith("~"):
         return True
     if text.lower().endswith(CERTIFICATE_SUFFIXES):
         return True
-    return Path(text).expanduser().exists()
+    try:
+        return Path(text).expanduser().exists()
+    except (OSError, ValueError):
+        # Too long for a file name, or holds a NUL byte: not a path.
+        return False
 
 
 def _parse_thresholds(
@@ -342,11 +360,22 @@ def _print_report(
         print_table(results, _stdout_console(), skipped=skipped)
 
 
+class _ReportConsole(Console):
+    """A console that lets a closed pipe reach the command's own handler.
+
+    Rich 13 to 15 turn a broken pipe into `SystemExit(1)`, which would replace
+    the exit code that carries the verdict.
+    """
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError
+
+
 def _stdout_console() -> Console:
     """Return a console for the table; piped output gets a wide fixed width."""
     if sys.stdout.isatty():
-        return Console()
-    return Console(width=PIPED_TABLE_WIDTH)
+        return _ReportConsole()
+    return _ReportConsole(width=PIPED_TABLE_WIDTH)
 
 
 def _threshold_days(result: Result, thresholds: Thresholds) -> tuple[int, int] | None:

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import time
+from typing import Any
+
 import pytest
 
+from certwatch.probe.endpoint import resolve_addresses
+from certwatch.probe.model import ErrorReason, ProbeResult, ProbeSettings
 from certwatch.probe.resolve import ResolutionError, StaticResolver, SystemResolver
+from certwatch.targets import parse_target
 
 
 async def test_system_resolver_localhost() -> None:
@@ -68,3 +76,33 @@ def test_static_resolver_invalid_address() -> None:
         r"\(.+\): give IPv4 or IPv6 addresses\.$",
     ):
         StaticResolver({"www.example.test": ["www.example.test"]})
+
+
+async def test_system_resolver_slow_name_does_not_delay_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_getaddrinfo = socket.getaddrinfo
+
+    def fake_getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> Any:
+        # Stands in for a DNS server that never answers for these names.
+        if host.endswith(".slow.test"):
+            time.sleep(2)
+        return real_getaddrinfo("127.0.0.1", port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake_getaddrinfo)
+    resolver = SystemResolver()
+    settings = ProbeSettings(timeout=0.5)
+    slow = [parse_target(f"s{i}.slow.test") for i in range(20)]
+    started = time.monotonic()
+
+    outcomes = await asyncio.gather(
+        *(resolve_addresses(endpoint, settings, resolver) for endpoint in slow),
+        resolve_addresses(parse_target("good.test"), settings, resolver),
+    )
+
+    assert time.monotonic() - started < 1.5
+    assert outcomes[-1] == ["127.0.0.1"]
+    for outcome in outcomes[:-1]:
+        assert isinstance(outcome, ProbeResult)
+        assert outcome.error is not None
+        assert outcome.error.reason is ErrorReason.DNS_ERROR

@@ -230,3 +230,31 @@ def test_render_status_line_pipe_in_path_is_replaced() -> None:
     assert line.count("|") == 1
     assert "\n" not in line
     assert line.endswith("'/srv/a/b.pem@/srv/a/b.pem x'=5;30:;7:;;")
+
+
+def test_print_table_markup_and_control_characters_are_literal() -> None:
+    hostile = _result("x[/]y.example.test", "127.0.0.1", 10, (EXPIRING,))
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=300, color_system="standard")
+
+    print_table([hostile, REFUSED], console, skipped=())
+
+    output = buffer.getvalue()
+    assert "x[/]y.example.test" in output
+
+
+def test_print_table_control_characters_escaped() -> None:
+    leaf = _facts("evil\x1b]0;pwned\x07.example.test", 10)
+    report = ChainReport(
+        leaf=leaf, chain=(leaf,), findings=(), valid_path=None, days_left=10
+    )
+    result = Result(target="evil.example.test", status=Status.OK, report=report)
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=300, color_system=None)
+
+    print_table([result], console)
+
+    output = buffer.getvalue()
+    assert "\x1b" not in output
+    assert "\x07" not in output
+    assert "evil\\x1b]0;pwned\\x07.example.test" in output

@@ -703,3 +703,11 @@ def test_read_path_self_referencing_symlink(tmp_path: Path) -> None:
             "the link.",
         )
     ]
+
+
+def test_read_path_nul_byte_is_problem() -> None:
+    results = read_path(Path("/etc/\x00passwd"))
+
+    assert len(results) == 1
+    assert isinstance(results[0], FileProblem)
+    assert "contains a NUL byte" in results[0].message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 
 from certwatch.targets import Endpoint
@@ -37,7 +38,7 @@ class ProbeSettings:
     concurrency: int = 100
 
     def __post_init__(self) -> None:
-        if not self.timeout > 0:
+        if not (math.isfinite(self.timeout) and self.timeout > 0):
             raise ValueError(
                 f"Invalid probe timeout {self.timeout!r}: give a number of "
                 "seconds above 0."

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Protocol
 
@@ -32,7 +34,14 @@ class Resolver(Protocol):
 
 
 class SystemResolver:
-    """A resolver that uses the system's `getaddrinfo` in the loop's executor."""
+    """A resolver that runs the system's `getaddrinfo` in a daemon thread.
+
+    The loop's default executor is not used: a lookup that outlives its
+    deadline cannot be cancelled, so in that small shared pool it would hold
+    a worker and delay the lookups of healthy names queued behind it, and
+    `asyncio.run` would wait for it before returning. A daemon thread per
+    lookup starts at once and is abandoned at exit.
+    """
 
     async def resolve(self, host: str, port: int) -> list[str]:
         """Return every A and AAAA address of `host`, IPv4 first, each sorted.
@@ -40,20 +49,46 @@ class SystemResolver:
         The order is sorted rather than the one DNS returned so that the
         results of two runs against a round-robin name line up.
         """
-        loop = asyncio.get_running_loop()
         try:
-            entries = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError) as exc:
+            addresses = await _getaddrinfo_in_thread(host, port)
+        except (OSError, UnicodeError) as exc:
             raise ResolutionError(f"Resolving {host!r} failed: {exc}.") from exc
 
-        addresses = [
-            str(sockaddr[0])
-            for family, _, _, _, sockaddr in entries
-            if family in (socket.AF_INET, socket.AF_INET6)
-        ]
         if not addresses:
             raise ResolutionError(f"Resolving {host!r} returned no IP address.")
         return _canonical_sorted(addresses)
+
+
+async def _getaddrinfo_in_thread(host: str, port: int) -> list[str]:
+    """Return the IPv4 and IPv6 addresses `getaddrinfo` gives for `host`."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[list[str]] = loop.create_future()
+
+    def deliver(outcome: list[str] | BaseException) -> None:
+        if future.done():
+            return
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+    def lookup() -> None:
+        outcome: list[str] | BaseException
+        try:
+            entries = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            outcome = [
+                str(sockaddr[0])
+                for family, _, _, _, sockaddr in entries
+                if family in (socket.AF_INET, socket.AF_INET6)
+            ]
+        except (OSError, UnicodeError) as exc:
+            outcome = exc
+        # The loop is closed when the run ended before this lookup did.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(deliver, outcome)
+
+    threading.Thread(target=lookup, name=f"getaddrinfo {host}", daemon=True).start()
+    return await future
 
 
 class StaticResolver:

@@ -9,6 +9,7 @@ the guidelines' range syntax alert when the value falls below N.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 
 from certwatch.report.summary import sort_for_display
@@ -18,6 +19,8 @@ from certwatch.result import Result, Status, worst_status
 ThresholdDays = Callable[[Result], tuple[int, int] | None]
 
 _MAX_PROBLEMS_IN_TEXT = 5
+
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def render_status_line(results: Sequence[Result], thresholds: ThresholdDays) -> str:
@@ -47,8 +50,9 @@ def render_status_line(results: Sequence[Result], thresholds: ThresholdDays) -> 
 
 
 def _plain(text: str) -> str:
-    """Remove what would break the plugin line: a `|` starts perfdata."""
-    return text.replace("|", "/").replace("\n", " ").replace("\r", " ")
+    """Remove what would break the plugin line: `|` starts perfdata, and
+    control characters (line ends among them) end or garble the line."""
+    return _CONTROL_CHARACTERS.sub(" ", text.replace("|", "/"))
 
 
 def _problem(result: Result) -> str:

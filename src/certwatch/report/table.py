@@ -68,7 +68,7 @@ def print_table(
         if more > 0:
             names += f" and {more} more"
         console.print(
-            Text(
+            _plain(
                 f"Skipped {len(skipped)} files without certificates in folders: "
                 f"{names}.",
                 style="dim",
@@ -76,7 +76,7 @@ def print_table(
         )
 
 
-def _row(result: Result) -> list[Text | str]:
+def _row(result: Result) -> list[Text]:
     leaf = result.leaf
     status = Text(result.status.value.upper(), style=STATUS_STYLES[result.status])
     days = "-" if result.days_left is None else str(result.days_left)
@@ -92,30 +92,45 @@ def _row(result: Result) -> list[Text | str]:
         findings = Text(result.error.reason, style="magenta")
     else:
         findings = Text(", ".join(f.code for f in result.findings) or "-")
+    # Names come from certificates and arguments, so they are printed as
+    # plain Text: a string cell would be read as Rich markup.
     return [
         status,
-        days,
-        not_after,
-        result.target,
-        _where(result),
-        subject,
-        issuer,
+        Text(days),
+        Text(not_after),
+        _plain(result.target),
+        _plain(_where(result)),
+        _plain(subject),
+        _plain(issuer),
         findings,
     ]
 
 
 def _print_details(result: Result, console: Console) -> None:
-    heading = Text(f"{result.target} ({_where(result)})", style="bold")
+    heading = _plain(f"{result.target} ({_where(result)})", style="bold")
     console.print(heading)
     if result.error is not None:
         console.print(
-            Text(f"  {result.error.reason}: {result.error.message}", style="magenta")
+            _plain(f"  {result.error.reason}: {result.error.message}", style="magenta")
         )
     for finding in result.findings:
         line = Text(f"  {finding.severity.label} {finding.code}: ")
         line.stylize(SEVERITY_STYLES[finding.severity])
-        line.append(finding.message)
+        line.append(_plain(finding.message))
         console.print(line)
+
+
+# C0 and C1 control characters and DEL, which a certificate or file name can
+# carry to move the cursor, clear the screen or retitle the terminal.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _plain(text: str, style: str = "") -> Text:
+    """Return `text` as literal Rich text with control characters escaped."""
+    escaped = _CONTROL_CHARACTERS.sub(
+        lambda match: match.group().encode("unicode_escape").decode("ascii"), text
+    )
+    return Text(escaped, style=style)
 
 
 def _where(result: Result) -> str:

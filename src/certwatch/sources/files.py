@@ -106,6 +106,14 @@ def read_path(
         info = path.stat()
     except OSError as exc:
         return [_stat_problem(path, exc)]
+    except ValueError:
+        return [
+            FileProblem(
+                str(path),
+                f"Path {str(path)!r} contains a NUL byte, which no file name "
+                "can hold: check the path.",
+            )
+        ]
 
     if not stat.S_ISDIR(info.st_mode):
         return _read_entry(path, info, pkcs12_password)
