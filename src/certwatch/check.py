@@ -59,7 +59,7 @@ async def check_endpoints(
 
     Results come in the order the probes finish. The validator of
     `cryptography` checks signatures without holding the GIL, so it runs in
-    one worker thread while the event loop goes on probing; the rest of the
+    one worker thread while the event loop goes on probing. The rest of the
     analysis stays on the event loop. Closing the generator early cancels
     the probes still running.
     """
@@ -87,13 +87,13 @@ async def check_endpoints(
         producer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await producer
-        # Jobs not started yet are dropped; the one running ends on its own.
+        # Jobs not started yet are dropped, and the one running ends on its own.
         executor.shutdown(wait=False, cancel_futures=True)
 
 
-# What the probing task hands to `check_endpoints`: a probe with the job that
-# validates its chain ahead, an error that stopped the probing, or `None`
-# once every probe is done.
+# An item from the probing task to `check_endpoints`: a probe with the job
+# that validates its chain ahead, an error that stopped the probing, or
+# `None` once every probe is done.
 _Queued = tuple[ProbeResult, "asyncio.Future[None] | None"] | BaseException | None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -19,7 +20,12 @@ from tests.certs import (
 from certwatch.x509.expiry import expiry_windows
 from certwatch.x509.facts import read_facts
 from certwatch.x509.model import Severity, Thresholds
-from certwatch.x509.trust import MAX_PATH_LENGTH, TrustResult, assess_trust
+from certwatch.x509.trust import (
+    MAX_PATH_LENGTH,
+    TrustResult,
+    assess_trust,
+    prepare_validation,
+)
 
 
 @pytest.fixture(scope="module")
@@ -351,3 +357,60 @@ def test_trust_search_bounded_on_name_loops(root: Issued) -> None:
     assert codes(result) == ["incomplete_chain"]
     assert "issuer 'CN=loop ca,O=certwatch tests'" in result.findings[0].message
     assert len(result.path) <= MAX_PATH_LENGTH
+
+
+def prepared(chain: list[Issued], roots: list[Issued], now=NOW) -> None:  # type: ignore[no-untyped-def]
+    facts = [read_facts(c.der) for c in chain]
+    job = prepare_validation(facts, tuple(r.der for r in roots), now=now)
+    assert job is not None
+    worker = threading.Thread(target=job)
+    worker.start()
+    worker.join()
+
+
+def test_trust_prepared_validation_gives_same_result(
+    leaf: Issued, intermediate: Issued, root: Issued
+) -> None:
+    direct = assess([leaf, intermediate], [root])
+    prepared([leaf, intermediate], [root])
+    ahead = assess([leaf, intermediate], [root])
+
+    assert ahead == direct
+    assert path_of(ahead) == [leaf.sha256, intermediate.sha256, root.sha256]
+
+
+def test_trust_prepared_validation_not_used_for_other_now(root: Issued) -> None:
+    intermediate = make_intermediate(root, not_after=NOW + timedelta(days=10))
+    leaf = make_leaf(intermediate, not_after=NOW + timedelta(days=40))
+
+    prepared([leaf, intermediate], [root], now=NOW + timedelta(days=11))
+    valid = assess([leaf, intermediate], [root], now=NOW)
+    prepared([leaf, intermediate], [root], now=NOW)
+    expired = assess([leaf, intermediate], [root], now=NOW + timedelta(days=11))
+
+    # The intermediate expires before the leaf, hence chain_expiring.
+    assert codes(valid) == ["chain_expiring"]
+    assert path_of(valid) == [leaf.sha256, intermediate.sha256, root.sha256]
+    assert codes(expired) == ["chain_expired"]
+    assert expired.valid_path is None
+
+
+def test_trust_prepared_validation_not_used_for_other_roots(
+    leaf: Issued, intermediate: Issued, root: Issued
+) -> None:
+    other_root = make_root("certwatch other root")
+
+    prepared([leaf, intermediate], [root])
+    untrusted = assess([leaf, intermediate], [other_root])
+    prepared([leaf, intermediate], [other_root])
+    trusted = assess([leaf, intermediate], [root])
+
+    assert codes(untrusted) == ["incomplete_chain"]
+    assert path_of(trusted) == [leaf.sha256, intermediate.sha256, root.sha256]
+
+
+def test_trust_prepare_validation_nothing_to_run(root: Issued) -> None:
+    facts = [read_facts(root.der)]
+
+    assert prepare_validation([], (root.der,), now=NOW) is None
+    assert prepare_validation(facts, (), now=NOW) is None

@@ -276,12 +276,31 @@ class _CryptographyReader:
         self._certificate = certificate
         self._der = der
         self._fields = _Fields(problems=[])
+        self._caught: list[warnings.WarningMessage] = []
 
     def read(self, sha256: str) -> CertificateFacts:
+        """Read every field under one warnings guard for the whole certificate.
+
+        NOTE: warnings.catch_warnings() changes process-wide state on Python
+        3.11, so warnings raised by other threads at the same moment may be
+        recorded here or lost. Entering it once per certificate instead of
+        once per field keeps that window short and the cost low.
+        """
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            self._caught = caught
+            self._read_fields()
+        return self._fields.facts(self._der, sha256)
+
+    def _read_fields(self) -> None:
         certificate = self._certificate
         fields = self._fields
 
-        serial = self._step("serial number", self._serial_number)
+        # cryptography 50 warns about a serial number that is not positive;
+        # set_serial reports that in words of its own.
+        serial = self._step(
+            "serial number", lambda: certificate.serial_number, keep_warnings=False
+        )
         if serial is not None:
             fields.set_serial(serial)
         fields.subject = self._step(
@@ -301,34 +320,32 @@ class _CryptographyReader:
         self._step("public key", self._read_key)
         self._step("signature algorithm", self._read_signature)
         self._read_extensions()
-        return fields.facts(self._der, sha256)
 
-    def _step(self, what: str, read: Callable[[], _T]) -> _T | None:
+    def _step(
+        self, what: str, read: Callable[[], _T], *, keep_warnings: bool = True
+    ) -> _T | None:
         """Run one read, turning its errors and warnings into problems.
 
-        NOTE: warnings.catch_warnings() changes process-wide state on Python
-        3.11, so warnings raised by other threads at the same moment may be
-        recorded here or lost.
+        It runs inside the guard of `read`, so the warnings that the guard
+        recorded during this step belong to this field. They are taken off
+        the record, and become problems unless `keep_warnings` is false.
         """
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                value: _T | None = read()
-            except _FIELD_ERRORS as exc:
-                self._fields.problems.append(f"The {what} cannot be read: {exc}.")
-                value = None
-        for warning in caught:
-            self._fields.problems.append(
-                f"Reading the {what} gave a warning: {warning.message}."
-            )
+        caught = self._caught
+        start = len(caught)
+        problems = self._fields.problems
+        try:
+            value: _T | None = read()
+        except _FIELD_ERRORS as exc:
+            problems.append(f"The {what} cannot be read: {exc}.")
+            value = None
+        if len(caught) > start:
+            if keep_warnings:
+                problems.extend(
+                    f"Reading the {what} gave a warning: {warning.message}."
+                    for warning in caught[start:]
+                )
+            del caught[start:]
         return value
-
-    def _serial_number(self) -> int:
-        # cryptography 50 warns about a serial number that is not positive;
-        # set_serial reports that in words of its own.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return self._certificate.serial_number
 
     def _common_name(self) -> str | None:
         names = self._certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -62,6 +62,12 @@ MAX_SEARCH_STEPS = 500
 
 # Entries in the cache of signature checks between two certificates.
 SIGNATURE_CACHE_SIZE = 100_000
+
+# Policy builders kept per trust store, one per validation time.
+BUILDER_CACHE_SIZE = 64
+
+# Validator outcomes computed ahead by `prepare_validation` and not yet used.
+AHEAD_CACHE_SIZE = 4096
 
 # The label of a made-up host name under a wildcard, used only when the leaf
 # names nothing but wildcards and the validator needs a concrete name.
@@ -102,11 +108,33 @@ class _Node:
 
 @dataclass
 class _Anchors:
-    """The trust store in the two shapes we need, built once per roots tuple."""
+    """The trust store in the two shapes we need, built once per roots tuple.
+
+    `builders` contains a `PolicyBuilder` with the store and a validation
+    time set, one per time. A builder is immutable, so one serves every leaf.
+    """
 
     store: Store | None
     fingerprints: frozenset[str]
     nodes: tuple[_Node, ...]
+    builders: dict[tuple[datetime, object], PolicyBuilder] = field(default_factory=dict)
+
+    def builder(self, validation_time: datetime) -> PolicyBuilder:
+        assert self.store is not None
+        # Equal instants in different zones compare equal; the offset keeps
+        # them apart, so a cached builder always has exactly this time.
+        key = (validation_time, validation_time.utcoffset())
+        builder = self.builders.get(key)
+        if builder is None:
+            builder = PolicyBuilder().store(self.store).time(validation_time)
+            if len(self.builders) >= BUILDER_CACHE_SIZE:
+                self.builders.clear()
+            self.builders[key] = builder
+        return builder
+
+
+# The validator's result: the path it built, or `None` and its error.
+_Outcome = tuple[list[x509.Certificate] | None, str]
 
 
 @dataclass(order=True)
@@ -147,7 +175,8 @@ def assess_trust(
     presented = _presented_nodes(chain)
     validation_time = _validation_time(leaf, now)
 
-    verified, error = _verify(leaf_node, presented, anchors, validation_time)
+    ahead = _take_ahead(_ahead_key(leaf, presented, roots, validation_time))
+    verified, error = _verify(leaf_node, presented, anchors, validation_time, ahead)
     if verified is not None and _expired_on_path(verified, now):
         # Validated at a time inside the leaf's validity, the validator may
         # pick a path through a certificate that has expired since. Another
@@ -175,10 +204,55 @@ def assess_trust(
     )
 
 
+def prepare_validation(
+    chain: Sequence[CertificateFacts], roots: tuple[bytes, ...], *, now: datetime
+) -> Callable[[], None] | None:
+    """Return a job that runs the validator for `assess_trust` ahead of time.
+
+    The job calls only the validator of `cryptography`, which releases the
+    GIL while it checks signatures, so a worker thread can run it while the
+    calling thread does other work. It stores the outcome under the leaf,
+    the presented certificates, `roots` and the validation time, and a
+    later `assess_trust` with the same chain, roots and `now` uses it once.
+    Returns `None` when there is nothing to run ahead. Call this in the
+    thread that later calls `assess_trust`: it reads facts and loads
+    certificates, which the job then does not.
+    """
+    if not chain:
+        return None
+    leaf = chain[0]
+    leaf_certificate = load_certificate(leaf.der)
+    anchors = _anchors(roots)
+    if leaf_certificate is None or anchors.store is None:
+        return None
+    leaf_node = _Node(leaf, leaf_certificate)
+    presented = _presented_nodes(chain)
+    validation_time = _validation_time(leaf, now)
+    key = _ahead_key(leaf, presented, roots, validation_time)
+    builder = anchors.builder(validation_time)
+    subjects = list(_validation_subjects(leaf))
+
+    def job() -> None:
+        try:
+            outcome = _run_validator(builder, subjects, leaf_node, presented)
+        except Exception:
+            # assess_trust then runs the validator itself and meets the
+            # same error where it always did.
+            return
+        with _AHEAD_LOCK:
+            if len(_AHEAD) >= AHEAD_CACHE_SIZE:
+                _AHEAD.clear()
+            _AHEAD[key] = outcome
+
+    return job
+
+
 def clear_caches() -> None:
-    """Forget the cached trust stores and signature checks."""
+    """Forget the cached trust stores, signature checks and early outcomes."""
     _anchors.cache_clear()
     _SIGNATURES.clear()
+    with _AHEAD_LOCK:
+        _AHEAD.clear()
 
 
 # Validation with cryptography
@@ -189,21 +263,43 @@ def _verify(
     presented: Sequence[_Node],
     anchors: _Anchors,
     validation_time: datetime,
+    ahead: _Outcome | None = None,
 ) -> tuple[tuple[_Node, ...] | None, str]:
-    """Run the validator of cryptography; return its path or its error."""
+    """Run the validator of cryptography; return its path or its error.
+
+    `ahead` is the outcome of the same call made earlier by a job of
+    `prepare_validation`, used instead of running the validator again.
+    """
     if anchors.store is None:
         return None, "the trust store holds no certificate"
-    by_fingerprint = {node.facts.sha256: node for node in (*presented, *anchors.nodes)}
+    if ahead is None:
+        ahead = _run_validator(
+            anchors.builder(validation_time),
+            _validation_subjects(leaf.facts),
+            leaf,
+            presented,
+        )
+    certificates, error = ahead
+    if certificates is None:
+        return None, error
+    return _nodes_for(certificates, (*presented, *anchors.nodes), leaf), ""
+
+
+def _run_validator(
+    builder: PolicyBuilder,
+    subjects: Iterable[Subject],
+    leaf: _Node,
+    presented: Sequence[_Node],
+) -> _Outcome:
+    """Validate with each name the leaf carries until one gives a verdict.
+
+    This touches no cache and reads no facts, so a worker thread may run it.
+    """
     intermediates = [node.certificate for node in presented]
     error = "the leaf certificate names no DNS name or IP address to validate with"
-    for subject in _validation_subjects(leaf.facts):
+    for subject in subjects:
         try:
-            verifier = (
-                PolicyBuilder()
-                .store(anchors.store)
-                .time(validation_time)
-                .build_server_verifier(subject)
-            )
+            verifier = builder.build_server_verifier(subject)
         except ValueError:
             # The validator rejects names that break its syntax rules, such
             # as an underscore; try the next name the leaf carries.
@@ -215,8 +311,35 @@ def _verify(
             if "no matching subjectAltName" in error:
                 continue
             return None, error
-        return _nodes_for(certificates, by_fingerprint, leaf), ""
+        return certificates, ""
     return None, error
+
+
+def _ahead_key(
+    leaf: CertificateFacts,
+    presented: Sequence[_Node],
+    roots: tuple[bytes, ...],
+    validation_time: datetime,
+) -> tuple[object, ...]:
+    """Key an early outcome by everything the validator's verdict depends on.
+
+    The names to validate with come from the leaf itself, so the server
+    name is not part of it.
+    """
+    return (
+        leaf.sha256,
+        tuple(node.facts.sha256 for node in presented),
+        roots,
+        validation_time,
+        validation_time.utcoffset(),
+    )
+
+
+def _take_ahead(key: tuple[object, ...]) -> _Outcome | None:
+    if not _AHEAD:
+        return None
+    with _AHEAD_LOCK:
+        return _AHEAD.pop(key, None)
 
 
 def _validation_subjects(facts: CertificateFacts) -> Iterator[Subject]:
@@ -264,13 +387,24 @@ def _short_error(exc: VerificationError) -> str:
 
 def _nodes_for(
     certificates: Sequence[x509.Certificate],
-    by_fingerprint: dict[str, _Node],
+    known: Sequence[_Node],
     leaf: _Node,
 ) -> tuple[_Node, ...]:
+    """Map the validator's path back to our nodes, leaf first.
+
+    cryptography 50 returns the very certificate objects it was given, so
+    they are matched by identity first, and by fingerprint only otherwise.
+    """
+    by_identity = {id(node.certificate): node for node in known}
+    by_fingerprint: dict[str, _Node] | None = None
     nodes = [leaf]
     for certificate in certificates[1:]:
-        fingerprint = certificate.fingerprint(hashes.SHA256()).hex()
-        node = by_fingerprint.get(fingerprint)
+        node = by_identity.get(id(certificate))
+        if node is None:
+            if by_fingerprint is None:
+                by_fingerprint = {n.facts.sha256: n for n in known}
+            fingerprint = certificate.fingerprint(hashes.SHA256()).hex()
+            node = by_fingerprint.get(fingerprint)
         if node is None:
             node = _Node(read_facts(_der(certificate)), certificate)
         nodes.append(node)
@@ -534,6 +668,10 @@ def _presented_nodes(chain: Sequence[CertificateFacts]) -> list[_Node]:
 
 _SIGNATURES: dict[tuple[str, str], bool] = {}
 _SIGNATURES_LOCK = threading.Lock()
+
+# Outcomes of `prepare_validation` jobs, each taken by one `assess_trust`.
+_AHEAD: dict[tuple[object, ...], _Outcome] = {}
+_AHEAD_LOCK = threading.Lock()
 
 
 def _is_signed_by(child: _Node, issuer: _Node) -> bool:
