@@ -32,6 +32,7 @@ from tests.servers import (
     Chain,
     LocalServer,
     Mode,
+    ServerOptions,
     closed_port,
     ipv6_loopback_available,
 )
@@ -39,6 +40,7 @@ from tests.servers import (
 from certwatch.cli import cli
 
 StartServer = Callable[..., LocalServer]
+StartServers = Callable[..., list[LocalServer]]
 
 requires_ipv6 = pytest.mark.skipif(
     not ipv6_loopback_available(), reason="this machine has no IPv6 loopback ::1"
@@ -873,3 +875,33 @@ def test_check_broken_pipe_keeps_verdict_exit_code(tmp_path: Path) -> None:
     )
 
     assert completed.stdout.strip() == "2", completed.stderr
+
+
+@pytest.mark.parametrize("separate", [True, False], ids=["repeated", "comma-list"])
+def test_check_resolve_several_addresses_worst_wins(
+    local_servers_on_one_port: StartServers, ca_args: list[str], separate: bool
+) -> None:
+    healthy, expiring = (fresh_leaf(60), fresh_leaf(4))
+    first, second = local_servers_on_one_port(
+        ServerOptions(
+            chain=Chain.from_pems(healthy.key_pem(), healthy.pem, INTERMEDIATE.pem),
+            host="127.0.0.1",
+        ),
+        ServerOptions(
+            chain=Chain.from_pems(expiring.key_pem(), expiring.pem, INTERMEDIATE.pem),
+            host="127.0.0.2",
+        ),
+    )
+    name = f"www.example.test:{first.port}"
+    if separate:
+        pins = ["--resolve", f"{name}:127.0.0.1", "--resolve", f"{name}:127.0.0.2"]
+    else:
+        pins = ["--resolve", f"{name}:127.0.0.1,127.0.0.2"]
+
+    outcome = invoke("--json", *ca_args, *pins, name)
+
+    document = document_of(outcome.stdout)
+    statuses = {r["address"]: r["status"] for r in document["results"]}
+    assert statuses == {"127.0.0.1": "ok", "127.0.0.2": "critical"}
+    assert outcome.exit_code == 2
+    assert second.port == first.port

@@ -68,12 +68,20 @@ def test_parse_resolve_keeps_name_and_pins_address() -> None:
     assert parse_resolve("www.example.test:443:127.0.0.2") == (
         "www.example.test",
         443,
-        "127.0.0.2",
+        ("127.0.0.2",),
     )
     assert parse_resolve("www.example.test:8443:[::1]") == (
         "www.example.test",
         8443,
-        "::1",
+        ("::1",),
+    )
+
+
+def test_parse_resolve_several_addresses() -> None:
+    assert parse_resolve("WWW.example.test:443:127.0.0.2,[0::1],127.0.0.2") == (
+        "www.example.test",
+        443,
+        ("127.0.0.2", "::1"),
     )
 
 

@@ -25,13 +25,13 @@ from certwatch.check import (
 )
 from certwatch.errors import CertwatchError, TargetError, ThresholdError
 from certwatch.probe.model import ProbeSettings
-from certwatch.probe.resolve import SystemResolver
+from certwatch.probe.resolve import PinnedResolver, Resolver, SystemResolver
 from certwatch.report.json import render_document
 from certwatch.report.nagios import render_status_line
 from certwatch.report.table import print_table
 from certwatch.result import Result, Status, worst_status
 from certwatch.sources.files import FileProblem
-from certwatch.targets import Endpoint, apply_overrides, parse_resolve, parse_target
+from certwatch.targets import Endpoint, parse_resolve, parse_target
 from certwatch.truststore import load_roots
 from certwatch.x509.expiry import parse_threshold, threshold_days
 from certwatch.x509.model import AnalysisPolicy, Thresholds
@@ -78,8 +78,9 @@ def cli(verbose: int) -> None:
     "--resolve",
     "resolve_values",
     multiple=True,
-    metavar="NAME:PORT:ADDRESS",
-    help="Connect to ADDRESS for NAME:PORT, keeping NAME for SNI and name matching.",
+    metavar="NAME:PORT:ADDRESS[,ADDRESS]",
+    help="Connect to ADDRESS for NAME:PORT, keeping NAME for SNI and name "
+    "matching; give several addresses separated by commas or by repeating it.",
 )
 @click.option(
     "--timeout",
@@ -166,7 +167,7 @@ def check(
         raise click.UsageError("Give at least one target or path, or --targets-file.")
 
     try:
-        overrides = dict(_parse_overrides(resolve_values))
+        overrides = _parse_overrides(resolve_values)
         thresholds = _parse_thresholds(warning_text, critical_text)
         roots = load_roots(ca_file, only_ca_files=only_ca_file)
     except CertwatchError as exc:
@@ -180,14 +181,14 @@ def check(
         roots=roots, public_roots=not only_ca_file, thresholds=thresholds
     )
     paths, endpoints, invalid = classify_items(texts)
-    endpoints = [apply_overrides(e, overrides) for e in endpoints]
+    resolver = PinnedResolver(overrides, fallback=SystemResolver())
     now = datetime.now(UTC)
 
     results = [result_from_invalid_target(i) for i in invalid]
     password = pkcs12_password.encode() if pkcs12_password is not None else None
     found = check_paths(paths, policy=policy, now=now, pkcs12_password=password)
     results.extend(found.results)
-    results.extend(asyncio.run(_probe_all(endpoints, settings, policy, now)))
+    results.extend(asyncio.run(_probe_all(endpoints, settings, policy, now, resolver)))
 
     exit_code = worst_status([r.status for r in results]).exit_code
     try:
@@ -298,12 +299,13 @@ def _parse_thresholds(
     return Thresholds(warning=warning, critical=critical)
 
 
-def _parse_overrides(values: Sequence[str]) -> list[tuple[tuple[str, int], str]]:
-    pairs = []
+def _parse_overrides(values: Sequence[str]) -> dict[tuple[str, int], list[str]]:
+    """Merge `--resolve` values; repeating a name adds addresses, as in curl."""
+    pins: dict[tuple[str, int], list[str]] = {}
     for value in values:
-        host, port, address = parse_resolve(value)
-        pairs.append(((host, port), address))
-    return pairs
+        host, port, addresses = parse_resolve(value)
+        pins.setdefault((host, port), []).extend(addresses)
+    return pins
 
 
 async def _probe_all(
@@ -311,12 +313,13 @@ async def _probe_all(
     settings: ProbeSettings,
     policy: AnalysisPolicy,
     now: datetime,
+    resolver: Resolver,
 ) -> list[Result]:
     results: list[Result] = []
     if not endpoints:
         return results
     stream = check_endpoints(
-        endpoints, settings=settings, policy=policy, now=now, resolver=SystemResolver()
+        endpoints, settings=settings, policy=policy, now=now, resolver=resolver
     )
     if len(endpoints) < PROGRESS_MIN_ENDPOINTS or not sys.stderr.isatty():
         return [result async for result in stream]

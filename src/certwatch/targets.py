@@ -65,26 +65,31 @@ def parse_target(text: str) -> Endpoint:
     )
 
 
-def parse_resolve(text: str) -> tuple[str, int, str]:
-    """Parse a curl-style `name:port:address` override into its three parts."""
+def parse_resolve(text: str) -> tuple[str, int, tuple[str, ...]]:
+    """Parse a curl-style `name:port:address[,address...]` override.
+
+    Returns the A-label name, the port and the canonical addresses.
+    """
     name, sep, rest = text.partition(":")
-    port_text, sep2, address_text = rest.partition(":")
-    if not (sep and sep2 and name and port_text and address_text):
+    port_text, sep2, addresses_text = rest.partition(":")
+    if not (sep and sep2 and name and port_text and addresses_text):
         raise TargetError(
             f"Invalid --resolve value {text!r}: use NAME:PORT:ADDRESS, "
             "for example www.example.test:443:127.0.0.1."
         )
     port = _parse_port(port_text, text)
-    address = address_text.strip("[]")
-    try:
-        canonical = str(ipaddress.ip_address(address))
-    except ValueError:
-        raise TargetError(
-            f"Invalid address {address_text!r} in --resolve value {text!r}: "
-            "give an IPv4 or IPv6 address."
-        ) from None
+    addresses = []
+    for address_text in addresses_text.split(","):
+        address = address_text.strip().strip("[]")
+        try:
+            addresses.append(str(ipaddress.ip_address(address)))
+        except ValueError:
+            raise TargetError(
+                f"Invalid address {address_text!r} in --resolve value {text!r}: "
+                "give IPv4 or IPv6 addresses separated by commas."
+            ) from None
     host, _ = _normalise_host(name, text)
-    return host, port, canonical
+    return host, port, tuple(dict.fromkeys(addresses))
 
 
 def apply_overrides(

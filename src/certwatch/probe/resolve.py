@@ -91,6 +91,29 @@ async def _getaddrinfo_in_thread(host: str, port: int) -> list[str]:
     return await future
 
 
+class PinnedResolver:
+    """A resolver that answers pinned names itself and asks another for the rest.
+
+    Args:
+        pins: The addresses to use for a (host, port) pair, as
+            `--resolve NAME:PORT:ADDRESS[,ADDRESS...]` gives them.
+        fallback: The resolver for every other name.
+    """
+
+    def __init__(
+        self, pins: Mapping[tuple[str, int], Iterable[str]], fallback: Resolver
+    ) -> None:
+        self._pins = {key: _canonical_sorted(value) for key, value in pins.items()}
+        self._fallback = fallback
+
+    async def resolve(self, host: str, port: int) -> list[str]:
+        """Return the pinned addresses of `host` and `port`, or ask the fallback."""
+        pinned = self._pins.get((host, port))
+        if pinned:
+            return list(pinned)
+        return await self._fallback.resolve(host, port)
+
+
 class StaticResolver:
     """A resolver with fixed addresses per name, for tests and pinned addresses.
 
