@@ -1,0 +1,157 @@
+"""Open the inventory database: choose its URL, build engines, run migrations.
+
+The embedded default is a SQLite file under the XDG data folder. Setting
+`CERTWATCH_DATABASE_URL` selects another file or a PostgreSQL server, which
+is reached through psycopg 3.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import Session, sessionmaker
+
+from certwatch.store.errors import StoreError
+
+logger = logging.getLogger(__name__)
+
+DATABASE_URL_VARIABLE = "CERTWATCH_DATABASE_URL"
+
+# How long a SQLite connection waits for another writer before it raises
+# "database is locked". A scan batch of a few thousand observations commits
+# in well under a second, so 30 seconds covers any normal wait.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+_MIGRATIONS = "certwatch.store.migrations"
+
+
+def default_database_path(environ: Mapping[str, str] = os.environ) -> Path:
+    """Return the default SQLite file: `$XDG_DATA_HOME/certwatch/certwatch.db`.
+
+    `XDG_DATA_HOME` defaults to `~/.local/share`, as the XDG base directory
+    specification defines.
+    """
+    data_home = environ.get("XDG_DATA_HOME") or ""
+    base = Path(data_home) if Path(data_home).is_absolute() else None
+    if base is None:
+        base = Path(environ.get("HOME") or Path.home()) / ".local" / "share"
+    return base / "certwatch" / "certwatch.db"
+
+
+def database_url(environ: Mapping[str, str] = os.environ) -> str:
+    """Return `CERTWATCH_DATABASE_URL` when set, else the default SQLite file."""
+    configured = environ.get(DATABASE_URL_VARIABLE, "").strip()
+    if configured:
+        return configured
+    return f"sqlite:///{default_database_path(environ)}"
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Parse a database URL and select psycopg 3 for plain `postgresql://`.
+
+    Raises:
+        StoreError: the URL cannot be parsed or names another database.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(
+            f"Invalid database URL {_safe(url)!r}: {exc}. Use sqlite:///PATH or "
+            "postgresql://USER@HOST:PORT/DATABASE."
+        ) from exc
+
+    backend = parsed.get_backend_name()
+    driver = parsed.get_driver_name()
+    if backend == "postgresql" and parsed.drivername == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "postgresql" and driver != "psycopg":
+        raise StoreError(
+            f"Unsupported PostgreSQL driver {driver!r} in {_safe(url)!r}: use "
+            "postgresql:// or postgresql+psycopg://, which select psycopg 3."
+        )
+    if backend not in ("sqlite", "postgresql"):
+        raise StoreError(
+            f"Unsupported database {backend!r} in {_safe(url)!r}: use "
+            "sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE."
+        )
+    return parsed
+
+
+def create_store_engine(url: str | URL, **options: Any) -> Engine:
+    """Build an engine for `url`, with the SQLite settings the store relies on.
+
+    For a SQLite file the parent folder is created, and every connection
+    turns on write-ahead logging (readers do not block the writer), foreign
+    keys (the schema's cascades need them) and a busy timeout. Keyword
+    options go to `sqlalchemy.create_engine`.
+    """
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(parsed, **options)
+
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(parsed, **options)
+    event.listen(engine, "connect", _configure_sqlite)
+    return engine
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Return a session factory whose objects stay readable after commit."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def upgrade(url: str | URL | Engine, revision: str = "head") -> None:
+    """Create or migrate the schema to `revision` with the packaged migrations.
+
+    Users never run the `alembic` command: the CLI and the service call this
+    at start-up, and it does nothing when the schema is already current.
+    """
+    engine = url if isinstance(url, Engine) else create_store_engine(url)
+    try:
+        with engine.begin() as connection:
+            config = _alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    finally:
+        if engine is not url:
+            engine.dispose()
+    logger.debug("database schema at revision %s", revision)
+
+
+def _alembic_config() -> Config:
+    location = resources.files(_MIGRATIONS)
+    config = Config()
+    config.set_main_option("script_location", str(location))
+    return config
+
+
+def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
+def _safe(url: str | URL) -> str:
+    """Render a URL for a message with its password hidden."""
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparsable URL>"

@@ -1,0 +1,454 @@
+"""The inventory: teams, network endpoints and certificate file sources.
+
+Every function works inside the caller's session and transaction and never
+commits, so several changes land together or not at all. Functions that
+write take `now` from the caller; none reads the clock.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Generic, TypeVar
+
+from sqlalchemy import ColumnElement, Select, delete, func, insert, select
+from sqlalchemy.orm import Session
+
+from certwatch.store.chunks import chunked
+from certwatch.store.errors import StoreError
+from certwatch.store.models import (
+    DEFAULT_TEAM,
+    EndpointRow,
+    EndpointTagRow,
+    FileSourceRow,
+    FileSourceTagRow,
+    TeamRow,
+)
+from certwatch.targets import Endpoint
+
+DEFAULT_INTERVAL = timedelta(hours=1)
+"""How often a source is scanned when no interval is given."""
+
+MAX_TAG_LENGTH = 100
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """The settings an operator chooses for an endpoint or file source.
+
+    A field left `None` keeps the stored value on update and takes the
+    default on creation: the default team, no tags, `DEFAULT_INTERVAL`,
+    enabled, and empty notes.
+    """
+
+    team: str | None = None
+    tags: Iterable[str] | None = None
+    interval: timedelta | None = None
+    enabled: bool | None = None
+    notes: str | None = None
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The scan schedule state of one source.
+
+    `last_scanned_at` is `None` before the first scan; `lease_expires_at` is
+    `None` unless a scanner holds the source.
+    """
+
+    next_scan_at: datetime
+    last_scanned_at: datetime | None
+    lease_expires_at: datetime | None
+    consecutive_failures: int
+
+
+@dataclass(frozen=True)
+class EndpointRecord:
+    """A stored endpoint with its settings and schedule."""
+
+    id: int
+    endpoint: Endpoint
+    team: str
+    tags: tuple[str, ...]
+    interval: timedelta
+    enabled: bool
+    notes: str
+    schedule: Schedule
+
+
+@dataclass(frozen=True)
+class FileSourceRecord:
+    """A stored certificate file or folder with its settings and schedule."""
+
+    id: int
+    path: str
+    team: str
+    tags: tuple[str, ...]
+    interval: timedelta
+    enabled: bool
+    notes: str
+    schedule: Schedule
+
+
+RecordT = TypeVar("RecordT", "EndpointRecord", "FileSourceRecord")
+RowT = TypeVar("RowT", EndpointRow, FileSourceRow)
+
+
+@dataclass(frozen=True)
+class Upserted(Generic[RecordT]):
+    """The stored record after an upsert, and whether it was newly created."""
+
+    record: RecordT
+    created: bool
+
+
+@dataclass(frozen=True)
+class InventoryFilter:
+    """Conditions for a listing; a source must match every field that is set.
+
+    `tags` must all be present. `search` is a case-insensitive substring of
+    the endpoint's target or host, or of the file source's path.
+    """
+
+    team: str | None = None
+    tags: tuple[str, ...] = ()
+    enabled: bool | None = None
+    search: str | None = None
+
+
+def ensure_team(session: Session, name: str, *, now: datetime) -> int:
+    """Return the id of the team called `name`, creating the team if needed."""
+    clean = name.strip()
+    if not clean or len(clean) > 200:
+        raise StoreError(
+            f"Invalid team name {name!r}: give 1 to 200 characters, not only spaces."
+        )
+    team_id = session.scalar(select(TeamRow.id).where(TeamRow.name == clean))
+    if team_id is not None:
+        return team_id
+    row = TeamRow(name=clean, created_at=now)
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+def list_teams(session: Session) -> list[str]:
+    """Return the names of all teams, sorted."""
+    return list(session.scalars(select(TeamRow.name).order_by(TeamRow.name)))
+
+
+def upsert_endpoint(
+    session: Session,
+    endpoint: Endpoint,
+    *,
+    now: datetime,
+    settings: SourceSettings | None = None,
+) -> Upserted[EndpointRecord]:
+    """Add an endpoint, or update it when one with the same identity exists.
+
+    The identity is protocol, host, port, server name and pinned address.
+    An update replaces the target text and every setting given; a new
+    endpoint is due at once (`next_scan_at` is `now`).
+    """
+    chosen = _checked(settings)
+    row = session.scalar(select(EndpointRow).where(*_identity(endpoint)))
+    created = row is None
+    if row is None:
+        row = EndpointRow(
+            protocol=endpoint.protocol,
+            host=endpoint.host,
+            port=endpoint.port,
+            server_name=endpoint.server_name or "",
+            address=endpoint.address or "",
+            created_at=now,
+            next_scan_at=now,
+            consecutive_failures=0,
+        )
+    row.target = endpoint.target
+    _apply_settings(session, row, chosen, created=created, now=now)
+    session.add(row)
+    session.flush()
+    _replace_tags(session, EndpointTagRow, EndpointTagRow.endpoint_id, row.id, chosen)
+    return Upserted(_endpoint_records(session, [row])[0], created)
+
+
+def remove_endpoint(session: Session, endpoint: Endpoint | int) -> bool:
+    """Delete an endpoint, by id or identity, with its observations and tags.
+
+    Returns `False` when no such endpoint exists.
+    """
+    condition = (
+        [EndpointRow.id == endpoint]
+        if isinstance(endpoint, int)
+        else _identity(endpoint)
+    )
+    result = session.execute(delete(EndpointRow).where(*condition))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def get_endpoint(session: Session, endpoint_id: int) -> EndpointRecord | None:
+    """Return one endpoint, `None` when the id is unknown."""
+    row = session.get(EndpointRow, endpoint_id)
+    return _endpoint_records(session, [row])[0] if row is not None else None
+
+
+def list_endpoints(
+    session: Session, filters: InventoryFilter | None = None
+) -> list[EndpointRecord]:
+    """Return the endpoints that match `filters`, ordered by host and port."""
+    chosen = filters or InventoryFilter()
+    query = _filtered(select(EndpointRow), EndpointRow, EndpointTagRow, chosen)
+    if chosen.search:
+        pattern = f"%{chosen.search.lower()}%"
+        query = query.where(
+            func.lower(EndpointRow.target).like(pattern)
+            | func.lower(EndpointRow.host).like(pattern)
+        )
+    query = query.order_by(EndpointRow.host, EndpointRow.port, EndpointRow.id)
+    return _endpoint_records(session, list(session.scalars(query)))
+
+
+def upsert_file_source(
+    session: Session,
+    path: str,
+    *,
+    now: datetime,
+    settings: SourceSettings | None = None,
+) -> Upserted[FileSourceRecord]:
+    """Add a certificate file or folder as a source, or update the one stored.
+
+    `path` is stored as given; the caller makes it absolute, because the
+    scanner may run in another working directory.
+    """
+    if not path:
+        raise StoreError("Empty file source path: give a file or folder path.")
+    chosen = _checked(settings)
+    row = session.scalar(select(FileSourceRow).where(FileSourceRow.path == path))
+    created = row is None
+    if row is None:
+        row = FileSourceRow(
+            path=path, created_at=now, next_scan_at=now, consecutive_failures=0
+        )
+    _apply_settings(session, row, chosen, created=created, now=now)
+    session.add(row)
+    session.flush()
+    _replace_tags(
+        session, FileSourceTagRow, FileSourceTagRow.file_source_id, row.id, chosen
+    )
+    return Upserted(_file_source_records(session, [row])[0], created)
+
+
+def remove_file_source(session: Session, source: str | int) -> bool:
+    """Delete a file source, by id or path, with its observations and tags."""
+    column = FileSourceRow.id if isinstance(source, int) else FileSourceRow.path
+    result = session.execute(delete(FileSourceRow).where(column == source))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def list_file_sources(
+    session: Session, filters: InventoryFilter | None = None
+) -> list[FileSourceRecord]:
+    """Return the file sources that match `filters`, ordered by path."""
+    chosen = filters or InventoryFilter()
+    query = _filtered(select(FileSourceRow), FileSourceRow, FileSourceTagRow, chosen)
+    if chosen.search:
+        pattern = f"%{chosen.search.lower()}%"
+        query = query.where(func.lower(FileSourceRow.path).like(pattern))
+    query = query.order_by(FileSourceRow.path)
+    return _file_source_records(session, list(session.scalars(query)))
+
+
+def endpoint_from_row(row: EndpointRow) -> Endpoint:
+    """Rebuild the `Endpoint` that a stored row describes."""
+    return Endpoint(
+        target=row.target,
+        host=row.host,
+        port=row.port,
+        server_name=row.server_name or None,
+        protocol=row.protocol,
+        address=row.address or None,
+    )
+
+
+def schedule_from_row(row: EndpointRow | FileSourceRow) -> Schedule:
+    """Return the schedule columns of a stored source."""
+    return Schedule(
+        next_scan_at=row.next_scan_at,
+        last_scanned_at=row.last_scanned_at,
+        lease_expires_at=row.lease_expires_at,
+        consecutive_failures=row.consecutive_failures,
+    )
+
+
+def _checked(settings: SourceSettings | None) -> SourceSettings:
+    """Return the settings with tags normalized, raising before anything is written."""
+    chosen = settings or SourceSettings()
+    if chosen.tags is None:
+        return chosen
+    return replace(chosen, tags=normalize_tags(chosen.tags))
+
+
+def _identity(endpoint: Endpoint) -> list[ColumnElement[bool]]:
+    return [
+        EndpointRow.protocol == endpoint.protocol,
+        EndpointRow.host == endpoint.host,
+        EndpointRow.port == endpoint.port,
+        EndpointRow.server_name == (endpoint.server_name or ""),
+        EndpointRow.address == (endpoint.address or ""),
+    ]
+
+
+def _apply_settings(
+    session: Session,
+    row: EndpointRow | FileSourceRow,
+    settings: SourceSettings,
+    *,
+    created: bool,
+    now: datetime,
+) -> None:
+    """Copy the given settings onto `row`, which a new row must not yet be added to.
+
+    Resolving the team may flush the session, and a half-filled new row in
+    it would fail its NOT NULL constraints.
+    """
+    if settings.team is not None or created:
+        team = DEFAULT_TEAM if settings.team is None else settings.team
+        row.team_id = ensure_team(session, team, now=now)
+    if settings.interval is not None or created:
+        interval = DEFAULT_INTERVAL if settings.interval is None else settings.interval
+        row.interval_seconds = _interval_seconds(interval)
+    if settings.enabled is not None or created:
+        row.enabled = True if settings.enabled is None else settings.enabled
+    if settings.notes is not None or created:
+        row.notes = settings.notes or ""
+    row.updated_at = now
+
+
+def _interval_seconds(interval: timedelta) -> int:
+    seconds = int(interval.total_seconds())
+    if seconds < 1:
+        raise StoreError(
+            f"Invalid scan interval {interval!r}: give at least one second."
+        )
+    return seconds
+
+
+def normalize_tags(tags: Iterable[str]) -> tuple[str, ...]:
+    """Strip, de-duplicate and sort tags; raise `StoreError` for an invalid one."""
+    clean: set[str] = set()
+    for tag in tags:
+        text = tag.strip()
+        if not text or len(text) > MAX_TAG_LENGTH:
+            raise StoreError(
+                f"Invalid tag {tag!r}: give 1 to {MAX_TAG_LENGTH} characters, "
+                "not only spaces."
+            )
+        clean.add(text)
+    return tuple(sorted(clean))
+
+
+def _replace_tags(
+    session: Session,
+    table: type[EndpointTagRow] | type[FileSourceTagRow],
+    owner_column: object,
+    owner_id: int,
+    settings: SourceSettings,
+) -> None:
+    if settings.tags is None:
+        return
+    tags = normalize_tags(settings.tags)
+    session.execute(delete(table).where(owner_column == owner_id))  # type: ignore[arg-type]
+    if tags:
+        owner_key = "endpoint_id" if table is EndpointTagRow else "file_source_id"
+        session.execute(
+            insert(table), [{owner_key: owner_id, "tag": tag} for tag in tags]
+        )
+
+
+def _filtered(
+    query: Select[RowT],
+    row: type[RowT],
+    tag_table: type[EndpointTagRow] | type[FileSourceTagRow],
+    filters: InventoryFilter,
+) -> Select[RowT]:
+    if filters.team is not None:
+        query = query.join(TeamRow, TeamRow.id == row.team_id).where(
+            TeamRow.name == filters.team
+        )
+    if filters.enabled is not None:
+        query = query.where(row.enabled == filters.enabled)
+    owner = (
+        EndpointTagRow.endpoint_id
+        if tag_table is EndpointTagRow
+        else FileSourceTagRow.file_source_id
+    )
+    for tag in normalize_tags(filters.tags):
+        has_tag = select(owner).where(owner == row.id, tag_table.tag == tag)
+        query = query.where(has_tag.exists())
+    return query
+
+
+def _endpoint_records(
+    session: Session, rows: Sequence[EndpointRow]
+) -> list[EndpointRecord]:
+    ids = [row.id for row in rows]
+    tags = _tags_by_owner(
+        session, select(EndpointTagRow.endpoint_id, EndpointTagRow.tag), ids
+    )
+    teams = _team_names(session)
+    return [
+        EndpointRecord(
+            id=row.id,
+            endpoint=endpoint_from_row(row),
+            team=teams[row.team_id],
+            tags=tags.get(row.id, ()),
+            interval=timedelta(seconds=row.interval_seconds),
+            enabled=row.enabled,
+            notes=row.notes,
+            schedule=schedule_from_row(row),
+        )
+        for row in rows
+    ]
+
+
+def _file_source_records(
+    session: Session, rows: Sequence[FileSourceRow]
+) -> list[FileSourceRecord]:
+    ids = [row.id for row in rows]
+    tags = _tags_by_owner(
+        session, select(FileSourceTagRow.file_source_id, FileSourceTagRow.tag), ids
+    )
+    teams = _team_names(session)
+    return [
+        FileSourceRecord(
+            id=row.id,
+            path=row.path,
+            team=teams[row.team_id],
+            tags=tags.get(row.id, ()),
+            interval=timedelta(seconds=row.interval_seconds),
+            enabled=row.enabled,
+            notes=row.notes,
+            schedule=schedule_from_row(row),
+        )
+        for row in rows
+    ]
+
+
+def _tags_by_owner(
+    session: Session, query: Select[int, str], ids: Sequence[int]
+) -> dict[int, tuple[str, ...]]:
+    owner_column = query.selected_columns[0]
+    found: defaultdict[int, list[str]] = defaultdict(list)
+    for chunk in chunked(ids):
+        for owner_id, tag in session.execute(query.where(owner_column.in_(chunk))):
+            found[owner_id].append(tag)
+    return {owner_id: tuple(sorted(tags)) for owner_id, tags in found.items()}
+
+
+def _team_names(session: Session) -> dict[int, str]:
+    return {
+        team_id: name
+        for team_id, name in session.execute(select(TeamRow.id, TeamRow.name))
+    }

@@ -1,0 +1,256 @@
+"""The tables of the inventory store, as SQLAlchemy declarative models.
+
+The schema is created and changed only by the Alembic revisions in
+`migrations/versions`. A test compares these models with the migrated schema,
+so the two cannot drift apart. The repository modules return frozen
+dataclasses, never these rows, so callers hold no session state.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from certwatch.store.types import UtcDateTime
+
+# Fixed constraint names, so that later migrations can refer to them on both
+# backends.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+DEFAULT_TEAM = "default"
+"""The team that owns every endpoint and file source not given another one."""
+
+# SQLite only makes INTEGER PRIMARY KEY an auto-incrementing row id.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class TeamRow(Base):
+    """A team that owns endpoints and file sources."""
+
+    __tablename__ = "teams"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class _Scheduled:
+    """Columns that every scanned source carries: owner, settings, schedule.
+
+    `next_scan_at` is when the source is due. A scanner that claims it sets
+    `lease_token` and `lease_expires_at`. The lease counts only until it
+    expires, so a killed scanner never leaves a source claimed for good.
+    """
+
+    team_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("teams.id", ondelete="RESTRICT")
+    )
+    interval_seconds: Mapped[int] = mapped_column(Integer)
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    notes: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    next_scan_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    lease_token: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_scanned_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    consecutive_failures: Mapped[int] = mapped_column(Integer)
+
+
+class EndpointRow(_Scheduled, Base):
+    """A network endpoint to scan.
+
+    `server_name` and `address` hold "" rather than NULL when there is no SNI
+    name (IP literals) or no pinned address, because a unique constraint
+    treats NULLs as distinct, so NULL would let the same endpoint in twice.
+    """
+
+    __tablename__ = "endpoints"
+    __table_args__ = (
+        UniqueConstraint("protocol", "host", "port", "server_name", "address"),
+        Index(None, "enabled", "next_scan_at"),
+        Index(None, "team_id"),
+        CheckConstraint("port BETWEEN 1 AND 65535", name="port_range"),
+        CheckConstraint("interval_seconds > 0", name="interval_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    target: Mapped[str] = mapped_column(Text)
+    protocol: Mapped[str] = mapped_column(String(20))
+    host: Mapped[str] = mapped_column(String(253))
+    port: Mapped[int] = mapped_column(Integer)
+    server_name: Mapped[str] = mapped_column(String(253))
+    address: Mapped[str] = mapped_column(String(45))
+
+
+class EndpointTagRow(Base):
+    """One tag of one endpoint."""
+
+    __tablename__ = "endpoint_tags"
+    __table_args__ = (Index(None, "tag"),)
+
+    endpoint_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("endpoints.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(100), primary_key=True)
+
+
+class FileSourceRow(_Scheduled, Base):
+    """A certificate file or a folder of them, scanned like an endpoint."""
+
+    __tablename__ = "file_sources"
+    __table_args__ = (
+        Index(None, "enabled", "next_scan_at"),
+        Index(None, "team_id"),
+        CheckConstraint("interval_seconds > 0", name="interval_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(Text, unique=True)
+
+
+class FileSourceTagRow(Base):
+    """One tag of one file source."""
+
+    __tablename__ = "file_source_tags"
+    __table_args__ = (Index(None, "tag"),)
+
+    file_source_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("file_sources.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(100), primary_key=True)
+
+
+class CertificateRow(Base):
+    """One certificate, stored once under its SHA-256 fingerprint.
+
+    The parsed columns are `None` when that part of the DER could not be read.
+    """
+
+    __tablename__ = "certificates"
+    __table_args__ = (Index(None, "not_after"), Index(None, "spki_sha256"))
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    subject: Mapped[str | None] = mapped_column(Text)
+    issuer: Mapped[str | None] = mapped_column(Text)
+    serial: Mapped[str | None] = mapped_column(Text)
+    common_name: Mapped[str | None] = mapped_column(Text)
+    dns_names: Mapped[list[str]] = mapped_column(JSON)
+    ip_addresses: Mapped[list[str]] = mapped_column(JSON)
+    not_before: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    not_after: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    spki_sha256: Mapped[str | None] = mapped_column(String(64))
+    key_type: Mapped[str | None] = mapped_column(Text)
+    key_size: Mapped[int | None] = mapped_column(Integer)
+    signature_algorithm: Mapped[str | None] = mapped_column(Text)
+    is_ca: Mapped[bool | None] = mapped_column(Boolean)
+    first_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class CertificateNameRow(Base):
+    """A DNS name or IP address of a certificate, for look-ups by name."""
+
+    __tablename__ = "certificate_names"
+    __table_args__ = (Index(None, "name"),)
+
+    certificate_sha256: Mapped[str] = mapped_column(
+        String(64),
+        ForeignKey("certificates.sha256", ondelete="CASCADE"),
+        primary_key=True,
+    )
+    name: Mapped[str] = mapped_column(String(253), primary_key=True)
+
+
+class ObservationRow(Base):
+    """The outcome of one scan at one address of an endpoint, or in one file.
+
+    Exactly one of `endpoint_id` and `file_source_id` is set. `address` is
+    `None` for file observations and after a DNS failure; `path` is set for
+    file observations only. `latest` marks the observations of the most
+    recent scan of their source.
+    """
+
+    __tablename__ = "observations"
+    __table_args__ = (
+        Index(None, "endpoint_id", "latest"),
+        Index(None, "file_source_id", "latest"),
+        Index(None, "observed_at"),
+        CheckConstraint(
+            "(endpoint_id IS NULL) <> (file_source_id IS NULL)", name="one_source"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    endpoint_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("endpoints.id", ondelete="CASCADE")
+    )
+    file_source_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("file_sources.id", ondelete="CASCADE")
+    )
+    address: Mapped[str | None] = mapped_column(String(45))
+    path: Mapped[str | None] = mapped_column(Text)
+    observed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    status: Mapped[str] = mapped_column(String(20))
+    error_reason: Mapped[str | None] = mapped_column(String(40))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    tls_version: Mapped[str | None] = mapped_column(Text)
+    latest: Mapped[bool] = mapped_column(Boolean)
+
+
+class ObservationCertificateRow(Base):
+    """One certificate of an observed chain, at its position (0 is the leaf).
+
+    A certificate sent twice in one chain has two rows.
+    """
+
+    __tablename__ = "observation_certificates"
+    __table_args__ = (Index(None, "certificate_sha256"),)
+
+    observation_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("observations.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    certificate_sha256: Mapped[str] = mapped_column(
+        String(64), ForeignKey("certificates.sha256", ondelete="RESTRICT")
+    )
+
+
+class FindingRow(Base):
+    """One finding of one observation, in the order the analysis gave it."""
+
+    __tablename__ = "findings"
+    __table_args__ = (Index(None, "code"),)
+
+    observation_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("observations.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(60))
+    severity: Mapped[str] = mapped_column(String(20))
+    message: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,380 @@
+"""Write scan results as observations, with their chains and findings.
+
+`record_observations` writes a whole batch of scans with a handful of
+statements in the caller's transaction, so a cycle over thousands of
+endpoints costs a few round trips per batch, not one commit per result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from certwatch.probe.model import ErrorReason
+from certwatch.result import Result, Status, worst_status
+from certwatch.store.chunks import chunked
+from certwatch.store.models import (
+    CertificateNameRow,
+    CertificateRow,
+    FindingRow,
+    ObservationCertificateRow,
+    ObservationRow,
+)
+from certwatch.x509.model import CertificateFacts, Finding, Severity
+
+# Longest DNS name (RFC 1035); longer SAN values stay in the JSON column but
+# are not indexed for look-ups by name.
+MAX_NAME_LENGTH = 253
+
+
+@dataclass(frozen=True)
+class CompletedScan:
+    """Every result of one finished scan of one endpoint or file source.
+
+    Exactly one of `endpoint_id` and `file_source_id` is set. For an endpoint,
+    each result becomes one observation (one per address, or one without an
+    address after a DNS failure). For a file source, the results of one file
+    become one observation whose chain lists the file's certificates in
+    order.
+    """
+
+    scanned_at: datetime
+    results: tuple[Result, ...]
+    endpoint_id: int | None = None
+    file_source_id: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.endpoint_id is None) == (self.file_source_id is None):
+            raise ValueError(
+                "Invalid CompletedScan: set exactly one of endpoint_id and "
+                f"file_source_id, got {self.endpoint_id!r} and "
+                f"{self.file_source_id!r}."
+            )
+
+    @property
+    def failed(self) -> bool:
+        """Whether no certificate was obtained at all, which counts as a failure."""
+        return all(result.report is None for result in self.results)
+
+
+@dataclass
+class _Draft:
+    row: dict[str, Any]
+    chain: list[CertificateFacts] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+
+def record_observations(session: Session, scans: Sequence[CompletedScan]) -> int:
+    """Store the observations of many scans; return how many were written.
+
+    The observations of each source's newest scan in the batch become its
+    latest ones, replacing those of its previous scan. Certificates are
+    stored once, keyed by SHA-256; a certificate another writer stored first
+    is kept as it is. Nothing is committed.
+    """
+    newest = _newest_scans(scans)
+    drafts: list[_Draft] = []
+    for scan in scans:
+        is_latest = newest[_source_key(scan)] is scan
+        drafts.extend(_drafts_for(scan, latest=is_latest))
+    if not drafts:
+        return 0
+
+    _store_certificates(session, drafts)
+    _clear_latest(session, list(newest.values()))
+    ids = session.scalars(
+        insert(ObservationRow).returning(
+            ObservationRow.id, sort_by_parameter_order=True
+        ),
+        [draft.row for draft in drafts],
+    ).all()
+    _insert_children(session, ids, drafts)
+    return len(drafts)
+
+
+def _source_key(scan: CompletedScan) -> tuple[str, int]:
+    if scan.endpoint_id is not None:
+        return ("endpoint", scan.endpoint_id)
+    assert scan.file_source_id is not None
+    return ("file", scan.file_source_id)
+
+
+def _newest_scans(
+    scans: Iterable[CompletedScan],
+) -> dict[tuple[str, int], CompletedScan]:
+    newest: dict[tuple[str, int], CompletedScan] = {}
+    for scan in scans:
+        key = _source_key(scan)
+        current = newest.get(key)
+        if current is None or scan.scanned_at >= current.scanned_at:
+            newest[key] = scan
+    return newest
+
+
+def _drafts_for(scan: CompletedScan, *, latest: bool) -> list[_Draft]:
+    base = {
+        "endpoint_id": scan.endpoint_id,
+        "file_source_id": scan.file_source_id,
+        "observed_at": scan.scanned_at,
+        "latest": latest,
+    }
+    if scan.endpoint_id is not None:
+        return [_network_draft(base, result) for result in scan.results]
+    return _file_drafts(base, scan.results)
+
+
+def _network_draft(base: dict[str, Any], result: Result) -> _Draft:
+    row = {
+        **base,
+        "address": result.address,
+        "path": None,
+        "status": str(result.status),
+        "error_reason": str(result.error.reason) if result.error else None,
+        "error_message": result.error.message if result.error else None,
+        "tls_version": result.tls_version,
+    }
+    chain = list(result.report.chain) if result.report else []
+    return _Draft(row, chain, list(result.findings))
+
+
+def _file_drafts(base: dict[str, Any], results: Sequence[Result]) -> list[_Draft]:
+    """Group file results into one draft per path, certificates in file order."""
+    by_path: dict[str, list[Result]] = {}
+    for result in results:
+        by_path.setdefault(result.path or result.target, []).append(result)
+
+    drafts = []
+    for path, group in by_path.items():
+        group.sort(key=lambda result: result.index or 0)
+        error = next((r.error for r in group if r.error is not None), None)
+        row = {
+            **base,
+            "address": None,
+            "path": path,
+            "status": str(worst_status([r.status for r in group])),
+            "error_reason": str(error.reason) if error else None,
+            "error_message": error.message if error else None,
+            "tls_version": None,
+        }
+        chain = [r.report.leaf for r in group if r.report and r.report.leaf]
+        findings = [finding for r in group for finding in r.findings]
+        drafts.append(_Draft(row, chain, findings))
+    return drafts
+
+
+def _store_certificates(session: Session, drafts: Sequence[_Draft]) -> None:
+    first_seen: dict[str, tuple[CertificateFacts, datetime]] = {}
+    for draft in drafts:
+        for facts in draft.chain:
+            seen = draft.row["observed_at"]
+            known = first_seen.get(facts.sha256)
+            if known is None or seen < known[1]:
+                first_seen[facts.sha256] = (facts, seen)
+
+    stored: set[str] = set()
+    for chunk in chunked(list(first_seen)):
+        query = select(CertificateRow.sha256).where(CertificateRow.sha256.in_(chunk))
+        stored.update(session.scalars(query))
+    missing = [value for sha, value in first_seen.items() if sha not in stored]
+    if not missing:
+        return
+
+    rows = [certificate_row(facts, seen) for facts, seen in missing]
+    names = [
+        {"certificate_sha256": facts.sha256, "name": name}
+        for facts, _ in missing
+        for name in certificate_names(facts)
+    ]
+    _insert_ignoring_duplicates(session, CertificateRow.__table__, rows)
+    _insert_ignoring_duplicates(session, CertificateNameRow.__table__, names)
+
+
+def certificate_row(facts: CertificateFacts, first_seen_at: datetime) -> dict[str, Any]:
+    """Return the `certificates` row for one certificate's facts."""
+    return {
+        "sha256": facts.sha256,
+        "der": facts.der,
+        "subject": facts.subject,
+        "issuer": facts.issuer,
+        "serial": facts.serial,
+        "common_name": facts.common_name,
+        "dns_names": list(facts.dns_names),
+        "ip_addresses": list(facts.ip_addresses),
+        "not_before": facts.not_before,
+        "not_after": facts.not_after,
+        "spki_sha256": facts.spki_sha256,
+        "key_type": facts.key_type,
+        "key_size": facts.key_size,
+        "signature_algorithm": facts.signature_algorithm,
+        "is_ca": facts.is_ca,
+        "first_seen_at": first_seen_at,
+    }
+
+
+def certificate_names(facts: CertificateFacts) -> set[str]:
+    """Return the lower-case DNS names and IP addresses to index for look-ups."""
+    names = {name.lower() for name in (*facts.dns_names, *facts.ip_addresses)}
+    return {name for name in names if 0 < len(name) <= MAX_NAME_LENGTH}
+
+
+def _insert_ignoring_duplicates(
+    session: Session, table: Any, rows: Sequence[dict[str, Any]]
+) -> None:
+    """Insert rows, skipping any whose primary key another writer stored first."""
+    if not rows:
+        return
+    assert isinstance(table, Table)
+    if session.get_bind().dialect.name == "postgresql":
+        statement: Any = postgresql.insert(table).on_conflict_do_nothing()
+    else:
+        statement = sqlite.insert(table).on_conflict_do_nothing()
+    for chunk in chunked(rows):
+        session.execute(statement, list(chunk))
+
+
+def _clear_latest(session: Session, scans: Sequence[CompletedScan]) -> None:
+    for column, ids in (
+        (ObservationRow.endpoint_id, [s.endpoint_id for s in scans]),
+        (ObservationRow.file_source_id, [s.file_source_id for s in scans]),
+    ):
+        present = [source_id for source_id in ids if source_id is not None]
+        for chunk in chunked(present):
+            session.execute(
+                update(ObservationRow)
+                .where(column.in_(chunk), ObservationRow.latest.is_(True))
+                .values(latest=False)
+                .execution_options(synchronize_session=False)
+            )
+
+
+def _insert_children(
+    session: Session, ids: Sequence[int], drafts: Sequence[_Draft]
+) -> None:
+    links = []
+    findings = []
+    for observation_id, draft in zip(ids, drafts, strict=True):
+        for position, facts in enumerate(draft.chain):
+            links.append(
+                {
+                    "observation_id": observation_id,
+                    "position": position,
+                    "certificate_sha256": facts.sha256,
+                }
+            )
+        for position, finding in enumerate(draft.findings):
+            findings.append(
+                {
+                    "observation_id": observation_id,
+                    "position": position,
+                    "code": finding.code,
+                    "severity": finding.severity.label,
+                    "message": finding.message,
+                }
+            )
+    if links:
+        session.execute(insert(ObservationCertificateRow), links)
+    if findings:
+        session.execute(insert(FindingRow), findings)
+
+
+@dataclass(frozen=True)
+class StoredObservation:
+    """One stored observation with its chain and findings.
+
+    `chain` lists SHA-256 fingerprints in the order presented, duplicates
+    included. `error_reason` and `error_message` are `None` when the scan
+    obtained a certificate without error.
+    """
+
+    id: int
+    endpoint_id: int | None
+    file_source_id: int | None
+    address: str | None
+    path: str | None
+    observed_at: datetime
+    status: Status
+    error_reason: ErrorReason | None
+    error_message: str | None
+    tls_version: str | None
+    chain: tuple[str, ...]
+    findings: tuple[Finding, ...]
+
+
+def latest_observations(
+    session: Session,
+    *,
+    endpoint_id: int | None = None,
+    file_source_id: int | None = None,
+) -> list[StoredObservation]:
+    """Return the observations of one source's latest scan, by address or path."""
+    if (endpoint_id is None) == (file_source_id is None):
+        raise ValueError("Give exactly one of endpoint_id and file_source_id.")
+    source = (
+        ObservationRow.endpoint_id == endpoint_id
+        if endpoint_id is not None
+        else ObservationRow.file_source_id == file_source_id
+    )
+    rows = list(
+        session.scalars(
+            select(ObservationRow)
+            .where(source, ObservationRow.latest.is_(True))
+            .order_by(ObservationRow.address, ObservationRow.path, ObservationRow.id)
+        )
+    )
+    return _stored_observations(session, rows)
+
+
+def _stored_observations(
+    session: Session, rows: Sequence[ObservationRow]
+) -> list[StoredObservation]:
+    ids = [row.id for row in rows]
+    chains: dict[int, list[str]] = {observation_id: [] for observation_id in ids}
+    findings: dict[int, list[Finding]] = {observation_id: [] for observation_id in ids}
+    for chunk in chunked(ids):
+        links = session.execute(
+            select(
+                ObservationCertificateRow.observation_id,
+                ObservationCertificateRow.certificate_sha256,
+            )
+            .where(ObservationCertificateRow.observation_id.in_(chunk))
+            .order_by(
+                ObservationCertificateRow.observation_id,
+                ObservationCertificateRow.position,
+            )
+        )
+        for observation_id, sha256 in links:
+            chains[observation_id].append(sha256)
+        stored = session.scalars(
+            select(FindingRow)
+            .where(FindingRow.observation_id.in_(chunk))
+            .order_by(FindingRow.observation_id, FindingRow.position)
+        )
+        for finding in stored:
+            findings[finding.observation_id].append(
+                Finding(
+                    finding.code, Severity[finding.severity.upper()], finding.message
+                )
+            )
+    return [
+        StoredObservation(
+            id=row.id,
+            endpoint_id=row.endpoint_id,
+            file_source_id=row.file_source_id,
+            address=row.address,
+            path=row.path,
+            observed_at=row.observed_at,
+            status=Status(row.status),
+            error_reason=ErrorReason(row.error_reason) if row.error_reason else None,
+            error_message=row.error_message,
+            tls_version=row.tls_version,
+            chain=tuple(chains[row.id]),
+            findings=tuple(findings[row.id]),
+        )
+        for row in rows
+    ]

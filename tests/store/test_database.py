@@ -1,0 +1,148 @@
+"""Database URLs, engine settings and migrations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, select, text
+from sqlalchemy.exc import StatementError
+from sqlalchemy.orm import Session
+
+from certwatch.store.database import (
+    create_store_engine,
+    database_url,
+    default_database_path,
+    normalize_url,
+    upgrade,
+)
+from certwatch.store.errors import StoreError
+from certwatch.store.models import DEFAULT_TEAM, Base, TeamRow
+
+TABLES = {
+    "alembic_version",
+    "certificate_names",
+    "certificates",
+    "endpoint_tags",
+    "endpoints",
+    "file_source_tags",
+    "file_sources",
+    "findings",
+    "observation_certificates",
+    "observations",
+    "teams",
+}
+
+
+def test_default_database_path_uses_xdg_data_home() -> None:
+    environ = {"XDG_DATA_HOME": "/srv/data", "HOME": "/home/ops"}
+
+    path = default_database_path(environ)
+
+    assert path == Path("/srv/data/certwatch/certwatch.db")
+
+
+def test_default_database_path_falls_back_to_home() -> None:
+    environ = {"XDG_DATA_HOME": "relative/ignored", "HOME": "/home/ops"}
+
+    path = default_database_path(environ)
+
+    assert path == Path("/home/ops/.local/share/certwatch/certwatch.db")
+
+
+def test_database_url_prefers_environment() -> None:
+    environ = {"CERTWATCH_DATABASE_URL": "postgresql://ops@db.example.test/cw"}
+
+    assert database_url(environ) == "postgresql://ops@db.example.test/cw"
+
+
+def test_database_url_defaults_to_sqlite_file() -> None:
+    environ = {"HOME": "/home/ops", "CERTWATCH_DATABASE_URL": "  "}
+
+    url = database_url(environ)
+
+    assert url == "sqlite:////home/ops/.local/share/certwatch/certwatch.db"
+
+
+def test_normalize_url_selects_psycopg() -> None:
+    url = normalize_url("postgresql://ops:secret@db.example.test/cw")
+
+    assert url.drivername == "postgresql+psycopg"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://ops@db.example.test/cw", "Unsupported database 'mysql'"),
+        ("postgresql+asyncpg://ops@db.example.test/cw", "Unsupported PostgreSQL"),
+        ("not a url", "Invalid database URL"),
+    ],
+)
+def test_normalize_url_rejects(url: str, message: str) -> None:
+    with pytest.raises(StoreError, match=message):
+        normalize_url(url)
+
+
+def test_normalize_url_hides_password() -> None:
+    with pytest.raises(StoreError) as caught:
+        normalize_url("mysql://ops:hunter2@db.example.test/cw")
+
+    assert "hunter2" not in str(caught.value)
+
+
+def test_sqlite_engine_pragmas(tmp_path: Path) -> None:
+    engine = create_store_engine(f"sqlite:///{tmp_path / 'nested' / 'store.db'}")
+    try:
+        with engine.connect() as connection:
+            journal = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
+            foreign_keys = connection.exec_driver_sql("PRAGMA foreign_keys").scalar()
+            timeout = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
+    finally:
+        engine.dispose()
+
+    assert journal == "wal"
+    assert foreign_keys == 1
+    assert timeout == 30_000
+
+
+def test_upgrade_empty_database(empty_database_url: str) -> None:
+    upgrade(empty_database_url)
+    upgrade(empty_database_url)  # a second run finds the schema current
+
+    engine = create_store_engine(empty_database_url)
+    try:
+        assert set(inspect(engine).get_table_names()) == TABLES
+        with Session(engine) as session:
+            teams = session.execute(select(TeamRow.name, TeamRow.created_at)).all()
+            version = session.execute(text("SELECT version_num FROM alembic_version"))
+            assert version.scalar_one() == "0001"
+    finally:
+        engine.dispose()
+
+    assert [name for name, _ in teams] == [DEFAULT_TEAM]
+    assert isinstance(teams[0][1], datetime)
+    assert teams[0][1].tzinfo is not None
+
+
+def test_upgrade_matches_models(database_url: str) -> None:
+    engine = create_store_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(
+                connection, opts={"compare_type": True}
+            )
+            differences = compare_metadata(context, Base.metadata)
+    finally:
+        engine.dispose()
+
+    assert differences == []
+
+
+def test_utc_datetime_rejects_naive(session: Session) -> None:
+    session.add(TeamRow(name="ops", created_at=datetime(2026, 6, 1, 12, 0)))
+
+    with pytest.raises(StatementError, match="Naive datetime"):
+        session.flush()
