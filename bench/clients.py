@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from resources import peak_rss_kib, raise_open_file_limit
+from resources import ProcessTreeSampler, peak_rss_kib, raise_open_file_limit
 
 CLIENTS = ("baseline", "certwatch")
 LOOPBACK = "127.0.0.1"
@@ -178,17 +178,20 @@ def main() -> None:
 
     runner = _run_baseline if args.client == "baseline" else _run_certwatch
     try:
-        scan = asyncio.run(runner(job))
+        with ProcessTreeSampler() as tree:
+            scan = asyncio.run(runner(job))
     except KeyboardInterrupt:
         # The parent reports the interruption and stops the servers.
         sys.exit(130)
 
+    # Worker processes count too: their memory adds to this process's peak
+    # (as sampled, summed over the tree) and their CPU to the scan's.
     measurement = Measurement(
         client=args.client,
         endpoints=len(job.endpoints),
         elapsed=scan.elapsed,
-        peak_rss_kib=peak_rss_kib(),
-        cpu_seconds=scan.cpu_seconds,
+        peak_rss_kib=max(peak_rss_kib(), tree.peak_tree_pss_kib),
+        cpu_seconds=scan.cpu_seconds + tree.descendant_cpu_seconds,
         outcomes=dict(scan.outcomes),
         problems=scan.problems[:MAX_PROBLEMS],
     )

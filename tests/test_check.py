@@ -7,6 +7,7 @@ as `now`.
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -36,6 +37,7 @@ from tests.servers import (
     ipv6_loopback_available,
 )
 
+import certwatch.check as check_module
 from certwatch.check import (
     CLIENT_CERTIFICATE_FINDING,
     check_endpoints,
@@ -758,3 +760,73 @@ def test_check_paths_key_named_directly_is_unknown(tmp_path: Path) -> None:
 
     assert found.skipped == []
     assert [r.status for r in found.results] == [Status.UNKNOWN]
+
+
+async def test_check_endpoints_worker_processes_match_event_loop(
+    local_server: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(check_module, "PARALLEL_ANALYSIS_MIN_ENDPOINTS", 1)
+    healthy = local_server(chain=chain_of(make_leaf(INTERMEDIATE), INTERMEDIATE))
+    expired = local_server(
+        chain=chain_of(
+            make_leaf(
+                INTERMEDIATE,
+                not_before=NOW - timedelta(days=90),
+                not_after=NOW - timedelta(days=2),
+            ),
+            INTERMEDIATE,
+        )
+    )
+    refused = contextlib.ExitStack()
+    refused_port = refused.enter_context(closed_port("127.0.0.1"))
+    endpoints = [
+        name_endpoint("www.example.test", healthy),
+        name_endpoint("www.example.test", expired),
+        parse_target(f"127.0.0.1:{refused_port}"),
+    ]
+
+    def by_target(results: list[Result]) -> dict[str, Result]:
+        return {result.target: result for result in results}
+
+    async def run(workers: int) -> dict[str, Result]:
+        stream = check_endpoints(
+            endpoints,
+            settings=SETTINGS,
+            policy=POLICY,
+            now=NOW,
+            resolver=NO_DNS,
+            workers=workers,
+        )
+        return by_target([result async for result in stream])
+
+    with refused:
+        in_loop = await run(0)
+        in_workers = await run(1)
+
+    assert in_workers == in_loop
+    assert [in_workers[e.target].status for e in endpoints] == [
+        Status.OK,
+        Status.CRITICAL,
+        Status.UNKNOWN,
+    ]
+
+
+async def test_check_endpoints_worker_processes_closed_early(
+    local_server: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(check_module, "PARALLEL_ANALYSIS_MIN_ENDPOINTS", 1)
+    server = local_server(chain=chain_of(make_leaf(INTERMEDIATE), INTERMEDIATE))
+    endpoints = [name_endpoint(f"n{i}.example.test", server) for i in range(20)]
+    stream = check_endpoints(
+        endpoints,
+        settings=SETTINGS,
+        policy=POLICY,
+        now=NOW,
+        resolver=NO_DNS,
+        workers=1,
+    )
+
+    first = await anext(stream)
+    await stream.aclose()
+
+    assert first.report is not None

@@ -905,3 +905,23 @@ def test_check_resolve_several_addresses_worst_wins(
     assert statuses == {"127.0.0.1": "ok", "127.0.0.2": "critical"}
     assert outcome.exit_code == 2
     assert second.port == first.port
+
+
+def test_check_many_endpoints_through_python_m(
+    local_server: StartServer, ca_args: list[str], tmp_path: Path
+) -> None:
+    # Enough endpoints to analyse in worker processes started by the command.
+    server = serve(local_server, "127.0.0.1", fresh_leaf(60))
+    names = [f"www.example.test:{server.port}"]
+    names += [f"n{i}.example.test:{server.port}" for i in range(69)]
+    pins = [arg for name in names for arg in ("--resolve", f"{name}:127.0.0.1")]
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("\n".join(names) + "\n")
+
+    completed = run("--json", *ca_args, *pins, "--targets-file", str(hosts))
+
+    document = document_of(completed.stdout)
+    assert len(document["results"]) == 70
+    assert document["counts"]["ok"] == 1
+    assert document["counts"]["critical"] == 69
+    assert completed.returncode == 2, completed.stderr

@@ -10,12 +10,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
 from certwatch.errors import TargetError
+from certwatch.parallel import AnalysisPool, worker_count
 from certwatch.probe.endpoint import probe_many
 from certwatch.probe.model import ErrorReason, ProbeError, ProbeResult, ProbeSettings
 from certwatch.probe.resolve import Resolver
@@ -23,9 +23,7 @@ from certwatch.result import Result, Status, status_from
 from certwatch.sources.files import FileProblem, StoredCertificate, read_path
 from certwatch.targets import Endpoint
 from certwatch.x509.analyze import analyze_certificate, analyze_chain
-from certwatch.x509.facts import read_facts
-from certwatch.x509.model import AnalysisPolicy, Finding, Severity
-from certwatch.x509.trust import prepare_validation
+from certwatch.x509.model import AnalysisPolicy, ChainReport, Finding, Severity
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +45,11 @@ class InvalidTarget:
     error: TargetError
 
 
+# Below this many endpoints a run analyses on the event loop: starting worker
+# processes takes longer than the analysis they would take over.
+PARALLEL_ANALYSIS_MIN_ENDPOINTS = 64
+
+
 async def check_endpoints(
     endpoints: Sequence[Endpoint],
     *,
@@ -54,71 +57,67 @@ async def check_endpoints(
     policy: AnalysisPolicy,
     now: datetime,
     resolver: Resolver,
+    workers: int | None = None,
 ) -> AsyncIterator[Result]:
     """Probe every address of every endpoint and yield results as they finish.
 
-    Results come in the order the probes finish. The validator of
-    `cryptography` checks signatures without holding the GIL, so it runs in
-    one worker thread while the event loop goes on probing. The rest of the
-    analysis stays on the event loop. Closing the generator early cancels
-    the probes still running.
+    Results come in the order the probes finish. From
+    `PARALLEL_ANALYSIS_MIN_ENDPOINTS` endpoints on, chains are analysed in
+    `workers` processes (default: one per core but one) while the event loop
+    goes on probing; `workers=0` keeps every analysis on the event loop.
+    Closing the generator early cancels the probes still running.
     """
-    loop = asyncio.get_running_loop()
+    if workers is None:
+        workers = worker_count()
+    if workers == 0 or len(endpoints) < PARALLEL_ANALYSIS_MIN_ENDPOINTS:
+        async for probe in probe_many(endpoints, settings, resolver):
+            result = result_from_probe(probe, policy=policy, now=now)
+            _log_result(result)
+            yield result
+        return
+
+    pool = AnalysisPool(policy, workers)
     queue: asyncio.Queue[_Queued] = asyncio.Queue(maxsize=settings.concurrency)
-    executor = ThreadPoolExecutor(
-        max_workers=1, thread_name_prefix="certwatch-validator"
-    )
     producer = asyncio.create_task(
-        _probe_and_validate(
-            endpoints, settings, policy, now, resolver, queue, executor, loop
-        )
+        _probe_and_submit(endpoints, settings, now, resolver, queue, pool)
     )
     try:
         while (item := await queue.get()) is not None:
             if isinstance(item, BaseException):
                 raise item
-            probe, validated = item
-            if validated is not None:
-                await validated
-            result = result_from_probe(probe, policy=policy, now=now)
+            probe, analysed = item
+            report = None if analysed is None else await analysed
+            result = _result_with_report(probe, report)
             _log_result(result)
             yield result
     finally:
         producer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await producer
-        # Jobs not started yet are dropped, and the one running ends on its own.
-        executor.shutdown(wait=False, cancel_futures=True)
+        pool.close()
 
 
-# An item from the probing task to `check_endpoints`: a probe with the job
-# that validates its chain ahead, an error that stopped the probing, or
-# `None` once every probe is done.
-_Queued = tuple[ProbeResult, "asyncio.Future[None] | None"] | BaseException | None
+# An item from the probing task to `check_endpoints`: a probe with its
+# analysis under way, an error that stopped the probing, or `None` once every
+# probe is done.
+_Queued = (
+    tuple[ProbeResult, "asyncio.Future[ChainReport] | None"] | BaseException | None
+)
 
 
-async def _probe_and_validate(
+async def _probe_and_submit(
     endpoints: Sequence[Endpoint],
     settings: ProbeSettings,
-    policy: AnalysisPolicy,
     now: datetime,
     resolver: Resolver,
     queue: asyncio.Queue[_Queued],
-    executor: ThreadPoolExecutor,
-    loop: asyncio.AbstractEventLoop,
+    pool: AnalysisPool,
 ) -> None:
-    """Probe, start validating each chain in `executor`, and queue both."""
+    """Probe, hand each chain to the pool, and queue the probe with its future."""
     try:
         async for probe in probe_many(endpoints, settings, resolver):
-            validated = None
-            if probe.chain:
-                # Facts are read here, on the event loop, because reading
-                # them changes the process-wide warnings state.
-                facts = tuple(read_facts(der) for der in probe.chain)
-                job = prepare_validation(facts, policy.roots, now=now)
-                if job is not None:
-                    validated = loop.run_in_executor(executor, job)
-            await queue.put((probe, validated))
+            analysed = pool.submit(probe, now) if probe.chain else None
+            await queue.put((probe, analysed))
     except Exception as exc:
         await queue.put(exc)
     else:
@@ -129,6 +128,20 @@ def result_from_probe(
     probe: ProbeResult, *, policy: AnalysisPolicy, now: datetime
 ) -> Result:
     """Analyse what one probe saw; a probe without a chain is `unknown`."""
+    report = None
+    if probe.chain:
+        endpoint = probe.endpoint
+        report = analyze_chain(
+            probe.chain,
+            server_name=endpoint.server_name,
+            address=endpoint.host if endpoint.is_ip else None,
+            now=now,
+            policy=policy,
+        )
+    return _result_with_report(probe, report)
+
+
+def _result_with_report(probe: ProbeResult, report: ChainReport | None) -> Result:
     endpoint = probe.endpoint
     unknown = Result(
         target=endpoint.target,
@@ -141,19 +154,12 @@ def result_from_probe(
         protocol=endpoint.protocol,
         tls_version=probe.tls_version,
     )
-    if not probe.chain:
+    if report is None:
         error = probe.error or ProbeError(
             ErrorReason.NO_CERTIFICATE, "The server sent no certificate."
         )
         return replace(unknown, error=error)
 
-    report = analyze_chain(
-        probe.chain,
-        server_name=endpoint.server_name,
-        address=endpoint.host if endpoint.is_ip else None,
-        now=now,
-        policy=policy,
-    )
     findings = report.findings
     if probe.client_certificate_requested:
         findings = (*findings, CLIENT_CERTIFICATE_FINDING)

@@ -11,6 +11,8 @@ The tree is shallow:
   probe turns it into a `dns_error` result, so it never leaves the probe.
 - `certwatch.x509.der.DerError`: bytes hold no DER certificate structure;
   `read_facts` turns it into a parse problem, so it never leaves `x509`.
+- `certwatch.store.errors.StoreError`: a database URL or stored value is
+  invalid.
 
 A failed probe or an unreadable certificate file is not an exception: it is a
 result with an error reason, so one bad endpoint never stops a run.

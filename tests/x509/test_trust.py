@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
@@ -24,7 +23,6 @@ from certwatch.x509.trust import (
     MAX_PATH_LENGTH,
     TrustResult,
     assess_trust,
-    prepare_validation,
 )
 
 
@@ -359,58 +357,48 @@ def test_trust_search_bounded_on_name_loops(root: Issued) -> None:
     assert len(result.path) <= MAX_PATH_LENGTH
 
 
-def prepared(chain: list[Issued], roots: list[Issued], now=NOW) -> None:  # type: ignore[no-untyped-def]
-    facts = [read_facts(c.der) for c in chain]
-    job = prepare_validation(facts, tuple(r.der for r in roots), now=now)
-    assert job is not None
-    worker = threading.Thread(target=job)
-    worker.start()
-    worker.join()
+def test_trust_ca_certificate_trusted_as_leaf() -> None:
+    # OpenSSL's `req -x509` marks a service's self-signed certificate cA=TRUE.
+    service = make_root("service.example.test")
+
+    result = assess([service], [service])
+
+    assert codes(result) == []
+    assert path_of(result) == [service.sha256]
+    assert result.valid_path is not None
 
 
-def test_trust_prepared_validation_gives_same_result(
+def test_trust_wrong_intermediate_is_named(
     leaf: Issued, intermediate: Issued, root: Issued
 ) -> None:
-    direct = assess([leaf, intermediate], [root])
-    prepared([leaf, intermediate], [root])
-    ahead = assess([leaf, intermediate], [root])
+    impostor = make_intermediate(root, common_name="certwatch test intermediate")
 
-    assert ahead == direct
-    assert path_of(ahead) == [leaf.sha256, intermediate.sha256, root.sha256]
+    result = assess([leaf, impostor], [root])
 
-
-def test_trust_prepared_validation_not_used_for_other_now(root: Issued) -> None:
-    intermediate = make_intermediate(root, not_after=NOW + timedelta(days=10))
-    leaf = make_leaf(intermediate, not_after=NOW + timedelta(days=40))
-
-    prepared([leaf, intermediate], [root], now=NOW + timedelta(days=11))
-    valid = assess([leaf, intermediate], [root], now=NOW)
-    prepared([leaf, intermediate], [root], now=NOW)
-    expired = assess([leaf, intermediate], [root], now=NOW + timedelta(days=11))
-
-    # The intermediate expires before the leaf, hence chain_expiring.
-    assert codes(valid) == ["chain_expiring"]
-    assert path_of(valid) == [leaf.sha256, intermediate.sha256, root.sha256]
-    assert codes(expired) == ["chain_expired"]
-    assert expired.valid_path is None
+    assert codes(result) == ["incomplete_chain"]
+    assert "did not sign" in result.findings[0].message
+    assert "was not sent" not in result.findings[0].message
 
 
-def test_trust_prepared_validation_not_used_for_other_roots(
-    leaf: Issued, intermediate: Issued, root: Issued
-) -> None:
-    other_root = make_root("certwatch other root")
+def test_trust_chain_loop_is_named(root: Issued) -> None:
+    first = make_root("loop a")
+    second = make_root("loop b")
+    first_by_second = cross_sign(first, second)
+    second_by_first = cross_sign(second, first)
+    leaf = make_leaf(first)
 
-    prepared([leaf, intermediate], [root])
-    untrusted = assess([leaf, intermediate], [other_root])
-    prepared([leaf, intermediate], [other_root])
-    trusted = assess([leaf, intermediate], [root])
+    result = assess([leaf, first_by_second, second_by_first], [root])
 
-    assert codes(untrusted) == ["incomplete_chain"]
-    assert path_of(trusted) == [leaf.sha256, intermediate.sha256, root.sha256]
+    assert codes(result) == ["incomplete_chain"]
+    assert "loops" in result.findings[0].message
 
 
-def test_trust_prepare_validation_nothing_to_run(root: Issued) -> None:
-    facts = [read_facts(root.der)]
+def test_trust_missing_private_root_suggests_trust_store(root: Issued) -> None:
+    private = make_root("private root")
+    leaf = make_leaf(make_intermediate(private))
 
-    assert prepare_validation([], (root.der,), now=NOW) is None
-    assert prepare_validation(facts, (), now=NOW) is None
+    result = assess([leaf], [root])
+
+    assert codes(result) == ["incomplete_chain"]
+    assert "was not sent" in result.findings[0].message
+    assert "--ca-file" in result.findings[0].message

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -65,9 +65,6 @@ SIGNATURE_CACHE_SIZE = 100_000
 
 # Policy builders kept per trust store, one per validation time.
 BUILDER_CACHE_SIZE = 64
-
-# Validator outcomes computed ahead by `prepare_validation` and not yet used.
-AHEAD_CACHE_SIZE = 4096
 
 # The label of a made-up host name under a wildcard, used only when the leaf
 # names nothing but wildcards and the validator needs a concrete name.
@@ -175,8 +172,18 @@ def assess_trust(
     presented = _presented_nodes(chain)
     validation_time = _validation_time(leaf, now)
 
-    ahead = _take_ahead(_ahead_key(leaf, presented, roots, validation_time))
-    verified, error = _verify(leaf_node, presented, anchors, validation_time, ahead)
+    verified, error = _verify(leaf_node, presented, anchors, validation_time)
+    if verified is None and _trusted_as_itself(leaf, anchors):
+        # The leaf itself is trusted, as when an operator passes a service's
+        # self-signed certificate with --ca-file. The validator rejects it if
+        # it asserts cA (OpenSSL's `req -x509` default), but a client that
+        # trusts this exact certificate accepts it.
+        return TrustResult(
+            path=(leaf,),
+            valid_path=(leaf,),
+            trusted_roots=frozenset({leaf.sha256}),
+            findings=tuple(_expired_extras((leaf_node,), presented, now)),
+        )
     if verified is not None and _expired_on_path(verified, now):
         # Validated at a time inside the leaf's validity, the validator may
         # pick a path through a certificate that has expired since. Another
@@ -204,55 +211,19 @@ def assess_trust(
     )
 
 
-def prepare_validation(
-    chain: Sequence[CertificateFacts], roots: tuple[bytes, ...], *, now: datetime
-) -> Callable[[], None] | None:
-    """Return a job that runs the validator for `assess_trust` ahead of time.
+def _trusted_as_itself(leaf: CertificateFacts, anchors: _Anchors) -> bool:
+    """Tell whether the leaf is a trust anchor that reads cleanly.
 
-    The job calls only the validator of `cryptography`, which releases the
-    GIL while it checks signatures, so a worker thread can run it while the
-    calling thread does other work. It stores the outcome under the leaf,
-    the presented certificates, `roots` and the validation time, and a
-    later `assess_trust` with the same chain, roots and `now` uses it once.
-    Returns `None` when there is nothing to run ahead. Call this in the
-    thread that later calls `assess_trust`: it reads facts and loads
-    certificates, which the job then does not.
+    A leaf with parse problems (such as a negative serial) is left to the
+    validator's verdict, as strict clients reject it even when trusted.
     """
-    if not chain:
-        return None
-    leaf = chain[0]
-    leaf_certificate = load_certificate(leaf.der)
-    anchors = _anchors(roots)
-    if leaf_certificate is None or anchors.store is None:
-        return None
-    leaf_node = _Node(leaf, leaf_certificate)
-    presented = _presented_nodes(chain)
-    validation_time = _validation_time(leaf, now)
-    key = _ahead_key(leaf, presented, roots, validation_time)
-    builder = anchors.builder(validation_time)
-    subjects = list(_validation_subjects(leaf))
-
-    def job() -> None:
-        try:
-            outcome = _run_validator(builder, subjects, leaf_node, presented)
-        except Exception:
-            # assess_trust then runs the validator itself and meets the
-            # same error where it always did.
-            return
-        with _AHEAD_LOCK:
-            if len(_AHEAD) >= AHEAD_CACHE_SIZE:
-                _AHEAD.clear()
-            _AHEAD[key] = outcome
-
-    return job
+    return leaf.sha256 in anchors.fingerprints and not leaf.parse_problems
 
 
 def clear_caches() -> None:
-    """Forget the cached trust stores, signature checks and early outcomes."""
+    """Forget the cached trust stores and signature checks."""
     _anchors.cache_clear()
     _SIGNATURES.clear()
-    with _AHEAD_LOCK:
-        _AHEAD.clear()
 
 
 # Validation with cryptography
@@ -263,23 +234,16 @@ def _verify(
     presented: Sequence[_Node],
     anchors: _Anchors,
     validation_time: datetime,
-    ahead: _Outcome | None = None,
 ) -> tuple[tuple[_Node, ...] | None, str]:
-    """Run the validator of cryptography; return its path or its error.
-
-    `ahead` is the outcome of the same call made earlier by a job of
-    `prepare_validation`, used instead of running the validator again.
-    """
+    """Run the validator of cryptography; return its path or its error."""
     if anchors.store is None:
         return None, "the trust store holds no certificate"
-    if ahead is None:
-        ahead = _run_validator(
-            anchors.builder(validation_time),
-            _validation_subjects(leaf.facts),
-            leaf,
-            presented,
-        )
-    certificates, error = ahead
+    certificates, error = _run_validator(
+        anchors.builder(validation_time),
+        _validation_subjects(leaf.facts),
+        leaf,
+        presented,
+    )
     if certificates is None:
         return None, error
     return _nodes_for(certificates, (*presented, *anchors.nodes), leaf), ""
@@ -291,10 +255,7 @@ def _run_validator(
     leaf: _Node,
     presented: Sequence[_Node],
 ) -> _Outcome:
-    """Validate with each name the leaf carries until one gives a verdict.
-
-    This touches no cache and reads no facts, so a worker thread may run it.
-    """
+    """Validate with each name the leaf carries until one gives a verdict."""
     intermediates = [node.certificate for node in presented]
     error = "the leaf certificate names no DNS name or IP address to validate with"
     for subject in subjects:
@@ -313,33 +274,6 @@ def _run_validator(
             return None, error
         return certificates, ""
     return None, error
-
-
-def _ahead_key(
-    leaf: CertificateFacts,
-    presented: Sequence[_Node],
-    roots: tuple[bytes, ...],
-    validation_time: datetime,
-) -> tuple[object, ...]:
-    """Key an early outcome by everything the validator's verdict depends on.
-
-    The names to validate with come from the leaf itself, so the server
-    name is not part of it.
-    """
-    return (
-        leaf.sha256,
-        tuple(node.facts.sha256 for node in presented),
-        roots,
-        validation_time,
-        validation_time.utcoffset(),
-    )
-
-
-def _take_ahead(key: tuple[object, ...]) -> _Outcome | None:
-    if not _AHEAD:
-        return None
-    with _AHEAD_LOCK:
-        return _AHEAD.pop(key, None)
 
 
 def _validation_subjects(facts: CertificateFacts) -> Iterator[Subject]:
@@ -428,7 +362,7 @@ def _classify(
     best = _best_path(leaf, presented, anchors, now)
     path = best.nodes
     if best.end is PathEnd.MISSING_ISSUER:
-        return path, [_incomplete_finding(path[-1].facts)]
+        return path, [_incomplete_finding(path, presented)]
     if best.end is PathEnd.UNTRUSTED_ROOT:
         return path, [_untrusted_finding(path)]
 
@@ -445,13 +379,32 @@ def _classify(
     ]
 
 
-def _incomplete_finding(last: CertificateFacts) -> Finding:
+def _incomplete_finding(path: Sequence[_Node], presented: Sequence[_Node]) -> Finding:
+    """Say why the path stops: an issuer never sent, a wrong one, or a loop."""
+    last = path[-1]
+    named = [n for n in presented if n.certificate.subject == last.certificate.issuer]
+    looping = [n for n in named if any(_same_key_and_name(n, seen) for seen in path)]
+    if looping:
+        reason = (
+            f"the issuer {last.facts.issuer!r} of {_name(last.facts)} is a "
+            "certificate already on the path, so the chain loops; send the "
+            "intermediates that lead to a trusted root."
+        )
+    elif named:
+        reason = (
+            f"the server sent a certificate named {last.facts.issuer!r}, but it "
+            f"did not sign {_name(last.facts)} (a wrong or outdated "
+            "intermediate); send the intermediate that issued it."
+        )
+    else:
+        reason = (
+            f"the issuer {last.facts.issuer!r} of {_name(last.facts)} was not "
+            "sent and is not in the trust store; if it is an intermediate, "
+            "configure the server to send it, and if it is a private root, add "
+            "it to the trust store (--ca-file)."
+        )
     return Finding(
-        "incomplete_chain",
-        Severity.CRITICAL,
-        f"The chain is incomplete: the issuer {last.issuer!r} of "
-        f"{_name(last)} was not sent and is not a trusted root; configure the "
-        "server to send the intermediate certificates.",
+        "incomplete_chain", Severity.CRITICAL, f"The chain is incomplete: {reason}"
     )
 
 
@@ -668,10 +621,6 @@ def _presented_nodes(chain: Sequence[CertificateFacts]) -> list[_Node]:
 
 _SIGNATURES: dict[tuple[str, str], bool] = {}
 _SIGNATURES_LOCK = threading.Lock()
-
-# Outcomes of `prepare_validation` jobs, each taken by one `assess_trust`.
-_AHEAD: dict[tuple[object, ...], _Outcome] = {}
-_AHEAD_LOCK = threading.Lock()
 
 
 def _is_signed_by(child: _Node, issuer: _Node) -> bool:
