@@ -200,3 +200,8 @@ def test_threshold_days_rounds_down() -> None:
     assert threshold_days(leaf_lasting(timedelta(days=47)), Thresholds()) == (15, 4)
     assert threshold_days(leaf_lasting(timedelta(hours=24)), Thresholds()) == (0, 0)
     assert threshold_days(leaf_lasting(timedelta(days=398)), Thresholds()) == (30, 7)
+
+
+def test_parse_threshold_days_too_large() -> None:
+    with pytest.raises(ThresholdError, match="Invalid threshold '1000000000'"):
+        parse_threshold("1000000000")

@@ -16,6 +16,8 @@ import logging
 import os
 
 from OpenSSL import SSL, crypto
+from OpenSSL._util import ffi as _openssl_ffi
+from OpenSSL._util import lib as _openssl_lib
 
 from certwatch.probe.model import ErrorReason, ProbeError, ProbeResult, ProbeSettings
 from certwatch.targets import Endpoint
@@ -84,7 +86,7 @@ def client_context(settings: ProbeSettings) -> SSL.Context:
     context.set_cipher_list(CIPHER_LIST)
     context.set_options(SSL.OP_LEGACY_SERVER_CONNECT | SSL.OP_NO_TICKET)
     context.set_verify(SSL.VERIFY_NONE)
-    context.set_info_callback(_note_certificate_request)
+    _watch_certificate_requests(context)
     return context
 
 
@@ -177,6 +179,47 @@ def _new_connection(endpoint: Endpoint, settings: ProbeSettings) -> SSL.Connecti
     return connection
 
 
+def _watch_certificate_requests(context: SSL.Context) -> None:
+    """Make every connection of `context` record a CertificateRequest.
+
+    OpenSSL calls a certificate callback (SSL_CTX_set_cert_cb) on a client
+    only when the server asks for a client certificate, so watching costs
+    nothing on other handshakes. pyOpenSSL 26 has no wrapper for it, so this
+    reaches into its cffi bindings, and falls back to an info callback, which
+    runs on every state change of every handshake, when they change.
+    """
+    raw_context = getattr(context, "_context", None)
+    set_cert_cb = getattr(_openssl_lib, "SSL_CTX_set_cert_cb", None)
+    if raw_context is None or set_cert_cb is None or _CERT_CALLBACK is None:
+        context.set_info_callback(_note_certificate_request)
+        return
+    set_cert_cb(raw_context, _CERT_CALLBACK, _openssl_ffi.NULL)
+
+
+def _on_certificate_request(ssl: object, _argument: object) -> int:
+    connections = getattr(SSL.Connection, "_reverse_mapping", {})
+    connection = connections.get(ssl)
+    if connection is not None:
+        protocol = connection.get_app_data()
+        if isinstance(protocol, _HandshakeProtocol):
+            protocol.client_certificate_requested = True
+    # 1 lets the handshake go on without a client certificate.
+    return 1
+
+
+def _make_cert_callback() -> object | None:
+    try:
+        callback: object = _openssl_ffi.callback(
+            "int(SSL *, void *)", _on_certificate_request, error=1
+        )
+    except (AttributeError, TypeError):
+        return None
+    return callback
+
+
+_CERT_CALLBACK = _make_cert_callback()
+
+
 def _note_certificate_request(connection: SSL.Connection, where: int, _: int) -> None:
     """Record a CertificateRequest, which TLS 1.3 sends without failing."""
     if where & SSL.SSL_CB_CONNECT_LOOP and (
@@ -246,6 +289,10 @@ def _handshake_failed(
         )
 
     reason = _openssl_error_text(exc)
+    if "excessive message size" in reason:
+        # OpenSSL refuses a certificate list over 100 KiB by default (the
+        # max_cert_list setting, which pyOpenSSL 26 does not expose).
+        reason += " (the server's certificate chain is larger than 100 KiB)"
     if protocol.client_certificate_requested:
         # NOTE: no local test server reaches this branch, because OpenSSL
         # servers send their chain before the CertificateRequest in TLS 1.2,

@@ -46,15 +46,27 @@ class ExpiryWindows:
     critical: timedelta
 
 
+# The largest threshold in days: far larger values overflow date arithmetic,
+# and 100 years is longer than any certificate lives.
+MAX_THRESHOLD_DAYS = 36_500
+
+
 def parse_threshold(text: str) -> Threshold:
     """Parse a threshold: days such as `21` or `7.5`, or a share such as `25%`.
 
     Raises:
-        ThresholdError: when the text is neither, or a share exceeds 100 %.
+        ThresholdError: when the text is neither, a share exceeds 100 %, or
+            days exceed `MAX_THRESHOLD_DAYS`.
     """
     value = text.strip()
     if _DAYS.match(value):
-        return Threshold(days=float(value))
+        days = float(value)
+        if days > MAX_THRESHOLD_DAYS:
+            raise ThresholdError(
+                f"Invalid threshold {text!r}: give at most {MAX_THRESHOLD_DAYS} "
+                "days, which is longer than any certificate lives."
+            )
+        return Threshold(days=days)
 
     percent = _PERCENT.match(value)
     if percent is None:
