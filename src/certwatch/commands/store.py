@@ -1,0 +1,57 @@
+"""Open the inventory store for a command."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+import click
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from certwatch.store.database import (
+    create_store_engine,
+    database_url,
+    session_factory,
+    upgrade,
+)
+from certwatch.store.errors import StoreError
+
+logger = logging.getLogger(__name__)
+
+
+@contextmanager
+def open_store(
+    environ: Mapping[str, str] = os.environ,
+) -> Iterator[sessionmaker[Session]]:
+    """Open the store named by `CERTWATCH_DATABASE_URL` (or the default file).
+
+    The schema is created or upgraded first. Yields a session factory and
+    disposes of the engine afterwards.
+
+    Raises:
+        click.UsageError: the URL is invalid or the database cannot be reached.
+    """
+    url = database_url(environ)
+    try:
+        engine = create_store_engine(url)
+        upgrade(engine)
+    except StoreError as exc:
+        raise click.UsageError(str(exc)) from exc
+    except (SQLAlchemyError, OSError) as exc:
+        # An unreachable server, a missing file permission or a locked
+        # database all arrive here.
+        raise click.UsageError(
+            f"Cannot open the inventory database ({exc.__class__.__name__}: "
+            f"{_first_line(exc)}): check CERTWATCH_DATABASE_URL."
+        ) from exc
+    try:
+        yield session_factory(engine)
+    finally:
+        engine.dispose()
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else "no message"
