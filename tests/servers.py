@@ -101,6 +101,8 @@ class ServerOptions:
     client_ca_pem: bytes | None = None
     trickle_interval: float = 1.0
     handshake_timeout: float = 10.0
+    ecdh_curve: str | None = None
+    """The only key exchange group the server accepts, such as `secp384r1`."""
 
 
 class LocalServer:
@@ -231,6 +233,8 @@ class LocalServer:
             if options.maximum_version is not None:
                 context.maximum_version = options.maximum_version
         context.set_ciphers(f"{options.ciphers or 'ALL'}:@SECLEVEL=0")
+        if options.ecdh_curve is not None:
+            context.set_ecdh_curve(options.ecdh_curve)
 
         with tempfile.TemporaryDirectory() as directory:
             chain_path = Path(directory, "chain.pem")

@@ -309,3 +309,32 @@ def test_client_context_built_once_per_settings() -> None:
 
     assert client_context(ProbeSettings(timeout=3.0)) is first
     assert client_context(ProbeSettings(timeout=4.0)) is not first
+
+
+@pytest.mark.parametrize(
+    ("curve", "version"),
+    [
+        pytest.param("secp384r1", ssl.TLSVersion.TLSv1_3, id="p384-tls13"),
+        pytest.param("secp521r1", ssl.TLSVersion.TLSv1_2, id="p521-tls12"),
+    ],
+)
+async def test_probe_address_server_with_one_other_group(
+    local_server: StartServer,
+    server_chain: Chain,
+    curve: str,
+    version: ssl.TLSVersion,
+) -> None:
+    # The probe sends an X25519 key share only; a server that accepts one
+    # other group asks for it again (HelloRetryRequest in TLS 1.3).
+    server = local_server(
+        chain=server_chain,
+        ecdh_curve=curve,
+        minimum_version=version,
+        maximum_version=version,
+    )
+
+    endpoint = parse_target(f"www.example.test:{server.port}")
+    result = await probe_address(endpoint, server.host, SETTINGS)
+
+    assert result.error is None
+    assert result.chain == (leaf_der(server_chain),)

@@ -32,6 +32,13 @@ CIPHER_LIST = b"ALL:+aNULL:@SECLEVEL=0"
 
 _READ_SIZE = 65536
 
+# Key exchange groups, most preferred first: the first list for OpenSSL 3.5
+# and later, which know the hybrid post-quantum group, the second for older.
+GROUP_LISTS = (
+    b"X25519:P-256:P-384:P-521:X448:X25519MLKEM768:ffdhe2048:ffdhe3072",
+    b"X25519:P-256:P-384:P-521:X448:ffdhe2048:ffdhe3072",
+)
+
 # The SSL_state_string_long value once a client has read a CertificateRequest,
 # in TLS 1.2 and TLS 1.3 alike (checked with OpenSSL 4.0.3 as bundled by
 # cryptography 50).
@@ -86,8 +93,29 @@ def client_context(settings: ProbeSettings) -> SSL.Context:
     context.set_cipher_list(CIPHER_LIST)
     context.set_options(SSL.OP_LEGACY_SERVER_CONNECT | SSL.OP_NO_TICKET)
     context.set_verify(SSL.VERIFY_NONE)
+    _set_groups(context)
     _watch_certificate_requests(context)
     return context
+
+
+def _set_groups(context: SSL.Context) -> None:
+    """Offer a classical key share first, and the post-quantum group later.
+
+    The OpenSSL 4.0 bundled with cryptography 50 sends an X25519MLKEM768 key
+    share by default, which doubles the cost of the ClientHello (130 against
+    68 microseconds measured here) for a probe that sends no secret. Only the
+    first group gets a key share; a server that wants another group asks for
+    it with a HelloRetryRequest. pyOpenSSL 26 has no wrapper for this, so it
+    goes through its cffi bindings, and an OpenSSL that does not know a group
+    name gets the list without it; without the binding, defaults stay.
+    """
+    raw_context = getattr(context, "_context", None)
+    set_groups = getattr(_openssl_lib, "SSL_CTX_set1_curves_list", None)
+    if raw_context is None or set_groups is None:
+        return
+    for groups in GROUP_LISTS:
+        if set_groups(raw_context, groups) == 1:
+            return
 
 
 class _HandshakeProtocol(asyncio.Protocol):
