@@ -3,8 +3,9 @@
 Run as a script with `baseline` or `certwatch`, this module reads a JSON job
 (endpoints, concurrency, timeout, root file) from standard input and scans
 every endpoint once on 127.0.0.1. It then prints one JSON line with the wall
-time, the outcome counts, and the process's peak RSS and CPU time. Only the
-scan itself is timed, not the imports, the job parsing or the trust policy.
+time, the outcome counts, and the peak memory and CPU time of the process and
+its workers. Only the scan itself is timed, not the imports, the job parsing
+or the trust policy.
 
 `baseline` is the least a scanner must do: a stdlib asyncio handshake per
 endpoint that reads the leaf in DER and closes, without verifying anything.

@@ -6,7 +6,7 @@ one port that picks the leaf by SNI. Two clients then scan every endpoint at
 the same concurrency. `baseline` only completes each handshake and
 reads the leaf. `certwatch` runs the full engine, `check_endpoints`, with
 trust path, host name and findings for every endpoint. Each measured scan
-runs in a fresh child process, so its peak RSS belongs to that client alone.
+runs in a fresh child process, so its peak memory belongs to that client alone.
 
 One warm-up scan per client is discarded. Then the clients alternate for
 `--repeat` rounds, and the median wall time of each gives its endpoints per
@@ -259,7 +259,7 @@ def print_text(document: dict[str, Any]) -> None:
         f"{document['concurrency']}, median of {document['repeat']} rounds"
     )
     print(
-        f"{'client':<10} {'endpoints/s':>12} {'median s':>9} {'peak RSS MiB':>13} "
+        f"{'client':<10} {'endpoints/s':>12} {'median s':>9} {'peak mem MiB':>13} "
         f"{'client CPU':>11} {'server CPU':>11}"
     )
     for client, summary in document["summary"].items():
@@ -276,7 +276,8 @@ def print_text(document: dict[str, Any]) -> None:
         f"(target {targets['ratio']}: {verdict[targets['ratio_met']]})"
     )
     print(
-        f"certwatch peak RSS: {document['summary']['certwatch']['peak_rss_mib']:.1f} "
+        f"certwatch peak memory: "
+        f"{document['summary']['certwatch']['peak_rss_mib']:.1f} "
         f"MiB (target under {targets['peak_rss_mib']:.0f}: "
         f"{verdict[targets['peak_rss_met']]})"
     )
