@@ -64,8 +64,8 @@ async def check_endpoints(
     Results come in the order the probes finish. From
     `PARALLEL_ANALYSIS_MIN_ENDPOINTS` endpoints on, chains are analysed in
     `workers` processes (default: one per core but one) while the event loop
-    goes on probing; `workers=0` keeps every analysis on the event loop.
-    Closing the generator early cancels the probes still running.
+    goes on probing. With `workers=0` every analysis stays on the event
+    loop. Closing the generator early cancels the probes still running.
     """
     if workers is None:
         workers = worker_count()
@@ -172,9 +172,9 @@ def _result_with_report(probe: ProbeResult, report: ChainReport | None) -> Resul
 class PathResults:
     """What a check of files and folders found.
 
-    `skipped` lists the files inside folders that hold no certificate data
-    at all (keys, CSRs, notes), which a folder walk passes over; a file
-    named directly is never skipped, it gives an `unknown` result instead.
+    `skipped` lists the files inside folders that contain no certificate
+    data at all (keys, CSRs, notes), which a folder walk passes over. A file
+    named directly is never skipped: it gives an `unknown` result instead.
     """
 
     results: list[Result]

@@ -161,7 +161,7 @@ def check(
     if not texts and targets_file:
         names = ", ".join(repr(handle.name) for handle in targets_file)
         raise click.UsageError(
-            f"The targets file {names} holds no target: add one target per line."
+            f"The targets file {names} contains no target: add one target per line."
         )
     if not texts:
         raise click.UsageError("Give at least one target or path, or --targets-file.")
@@ -272,7 +272,7 @@ def _looks_like_path(text: str) -> bool:
     try:
         return Path(text).expanduser().exists()
     except (OSError, ValueError):
-        # Too long for a file name, or holds a NUL byte: not a path.
+        # Too long for a file name, or contains a NUL byte, so not a path.
         return False
 
 

@@ -29,9 +29,9 @@ def worker_count() -> int:
     return max(1, (os.cpu_count() or 2) - 1)
 
 
-# The most chains sent to a worker in one message. Sending chains one by one
-# costs the event loop more in pickling and in the pool's feeder threads than
-# the analysis it moves away; one message per loop iteration amortises that.
+# The maximum number of chains sent to a worker in one message. Sending them
+# one by one costs the event loop more in pickling and in the pool's feeder
+# threads than the analysis it moves away, so each loop iteration sends one.
 MAX_BATCH = 64
 
 _Work = tuple[tuple[bytes, ...], str | None, str | None]

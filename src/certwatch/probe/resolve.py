@@ -36,8 +36,8 @@ class Resolver(Protocol):
 class SystemResolver:
     """A resolver that runs the system's `getaddrinfo` in a daemon thread.
 
-    The loop's default executor is not used: a lookup that outlives its
-    deadline cannot be cancelled, so in that small shared pool it would hold
+    The loop's default executor is not used, because a lookup that outlives
+    its deadline cannot be cancelled. In that small shared pool it would hold
     a worker and delay the lookups of healthy names queued behind it, and
     `asyncio.run` would wait for it before returning. A daemon thread per
     lookup starts at once and is abandoned at exit.
@@ -92,7 +92,7 @@ async def _getaddrinfo_in_thread(host: str, port: int) -> list[str]:
 
 
 class PinnedResolver:
-    """A resolver that answers pinned names itself and asks another for the rest.
+    """A resolver that returns pinned addresses and asks another for other names.
 
     Args:
         pins: The addresses to use for a (host, port) pair, as
