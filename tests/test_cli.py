@@ -801,7 +801,7 @@ def test_check_empty_targets_file_names_it(tmp_path: Path) -> None:
     completed = run("--targets-file", str(hosts))
 
     assert completed.returncode == 3
-    assert f"The targets file '{hosts}' holds no target" in completed.stderr
+    assert f"The targets file '{hosts}' contains no target" in completed.stderr
 
 
 def test_check_repeated_target_checked_once(
