@@ -399,3 +399,19 @@ def main() -> None:
         click.echo("Aborted.", err=True)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+# The inventory commands import helpers from this module, so they are
+# registered once everything above is defined.
+from certwatch.commands.inventory_commands import register_inventory_commands  # noqa: E402
+
+register_inventory_commands(cli)
+
+from certwatch.commands.monitor import (  # noqa: E402
+    run_command,
+    scan_command,
+    serve_command,
+)
+
+for _command in (scan_command, run_command, serve_command):
+    cli.add_command(_command)

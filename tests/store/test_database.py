@@ -24,6 +24,7 @@ from certwatch.store.models import DEFAULT_TEAM, Base, TeamRow
 
 TABLES = {
     "alembic_version",
+    "certificate_changes",
     "certificate_names",
     "certificates",
     "endpoint_tags",
@@ -118,7 +119,7 @@ def test_upgrade_empty_database(empty_database_url: str) -> None:
         with Session(engine) as session:
             teams = session.execute(select(TeamRow.name, TeamRow.created_at)).all()
             version = session.execute(text("SELECT version_num FROM alembic_version"))
-            assert version.scalar_one() == "0001"
+            assert version.scalar_one() == "0002"
     finally:
         engine.dispose()
 

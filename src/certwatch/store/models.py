@@ -254,3 +254,44 @@ class FindingRow(Base):
     code: Mapped[str] = mapped_column(String(60))
     severity: Mapped[str] = mapped_column(String(20))
     message: Mapped[str] = mapped_column(Text)
+
+
+class CertificateChangeRow(Base):
+    """A change of the leaf certificate at one address of an endpoint, or in a file.
+
+    Exactly one of `endpoint_id` and `file_source_id` is set, with `address`
+    or `path` naming the place. The old and new certificates' own facts
+    (not_after, issuer, key) are read from `certificates`; the row keeps what
+    only the comparison gives. `key_reused` is `None` when either public key
+    could not be read.
+    """
+
+    __tablename__ = "certificate_changes"
+    __table_args__ = (
+        Index(None, "endpoint_id", "detected_at"),
+        Index(None, "file_source_id", "detected_at"),
+        CheckConstraint(
+            "(endpoint_id IS NULL) <> (file_source_id IS NULL)", name="one_source"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    endpoint_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("endpoints.id", ondelete="CASCADE")
+    )
+    file_source_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("file_sources.id", ondelete="CASCADE")
+    )
+    address: Mapped[str | None] = mapped_column(String(45))
+    path: Mapped[str | None] = mapped_column(Text)
+    detected_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    old_last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    old_sha256: Mapped[str] = mapped_column(
+        String(64), ForeignKey("certificates.sha256", ondelete="RESTRICT")
+    )
+    new_sha256: Mapped[str] = mapped_column(
+        String(64), ForeignKey("certificates.sha256", ondelete="RESTRICT")
+    )
+    names_added: Mapped[list[str]] = mapped_column(JSON)
+    names_removed: Mapped[list[str]] = mapped_column(JSON)
+    key_reused: Mapped[bool | None] = mapped_column(Boolean)

@@ -1,0 +1,391 @@
+"""`certwatch certificates` and `certwatch where`: the inventory by certificate.
+
+Both list where certificates are deployed now, that is, seen in the latest
+scan of an endpoint address or a file, and mark the addresses that still
+serve a certificate after a newer one for the same names reached others
+(the `stale_deployment` finding).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+import idna
+from rich.table import Table
+from rich.text import Text
+from sqlalchemy.orm import Session
+
+from certwatch.commands.output import (
+    INVENTORY_SCHEMA_VERSION,
+    certificate_document,
+    certificate_names,
+    closed_pipe_ignored,
+    days_cell,
+    days_until,
+    echo_json,
+    minute,
+    plain,
+    short_name,
+    stdout_console,
+    timestamp,
+)
+from certwatch.commands.queries import fingerprints_with_prefix
+from certwatch.commands.store import open_store
+from certwatch.report.table import SEVERITY_STYLES
+from certwatch.store.deployments import (
+    CertificateSummary,
+    DeployedCertificate,
+    Deployment,
+    certificate_summaries,
+    certificates_with_deployments,
+    deployment_history,
+    deployments_now,
+)
+from certwatch.store.stale import StaleDeployment, stale_deployments
+from certwatch.x509.model import Finding
+
+# A fingerprint prefix shorter than this matches too many certificates to
+# be useful, and could be mistaken for a one-label host name.
+MIN_FINGERPRINT_DIGITS = 8
+FINGERPRINT_DIGITS = 64
+# How many certificates an ambiguous fingerprint prefix lists.
+_AMBIGUOUS_SHOWN = 5
+
+_HEX = re.compile(r"[0-9a-f]+")
+
+
+@dataclass(frozen=True)
+class PlacedCertificate:
+    """A certificate, its current places, and its `stale_deployment` finding.
+
+    `stale` holds the (endpoint id, address) pairs that still serve the
+    certificate after a renewal reached other addresses; `finding` is `None`
+    when there are none.
+    """
+
+    certificate: CertificateSummary
+    deployments: tuple[Deployment, ...]
+    stale: frozenset[tuple[int, str]]
+    finding: Finding | None
+
+    def is_stale(self, deployment: Deployment) -> bool:
+        if deployment.endpoint_id is None or deployment.address is None:
+            return False
+        return (deployment.endpoint_id, deployment.address) in self.stale
+
+
+@click.command("certificates")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON document.")
+def certificates_command(as_json: bool) -> None:
+    """List each certificate deployed now with every place it is deployed.
+
+    Leaf certificates of endpoints and every certificate in files are
+    listed, soonest not_after first; intermediates that servers send after
+    their leaf are not.
+    """
+    now = datetime.now(UTC)
+    with open_store() as sessions, sessions() as session:
+        deployed = [d for d in certificates_with_deployments(session) if _listed(d)]
+        placed = _with_stale(deployed, stale_deployments(session, now=now))
+
+    with closed_pipe_ignored():
+        if as_json:
+            echo_json(_document(placed, now, key="certificates"))
+        else:
+            _print_certificates(placed, now)
+
+
+def _listed(deployed: DeployedCertificate) -> bool:
+    return any(
+        d.file_source_id is not None or d.position == 0 for d in deployed.deployments
+    )
+
+
+def _with_stale(
+    deployed: Sequence[DeployedCertificate], stale: Sequence[StaleDeployment]
+) -> list[PlacedCertificate]:
+    by_certificate = {item.certificate.sha256: item for item in stale}
+    placed = []
+    for item in deployed:
+        found = by_certificate.get(item.certificate.sha256)
+        places = frozenset(
+            (leaf.endpoint_id, leaf.address) for leaf in (found.stale if found else ())
+        )
+        placed.append(
+            PlacedCertificate(
+                certificate=item.certificate,
+                deployments=item.deployments,
+                stale=places,
+                finding=found.finding if found else None,
+            )
+        )
+    return placed
+
+
+@click.command("where")
+@click.argument("name_or_fingerprint", metavar="NAME|FINGERPRINT")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON document.")
+def where_command(name_or_fingerprint: str, as_json: bool) -> None:
+    """Show every endpoint address and file where a certificate is deployed now.
+
+    NAME finds certificates for that DNS name or IP address, exactly or
+    through a wildcard such as *.example.test. FINGERPRINT is a SHA-256
+    fingerprint in hex, colons allowed, or a unique prefix of at least 8
+    hex digits.
+    """
+    now = datetime.now(UTC)
+    with open_store() as sessions, sessions() as session:
+        search = _search(session, name_or_fingerprint)
+        deployments = _current(session, search)
+        if not deployments:
+            raise click.ClickException(_nothing_found(session, search))
+        placed = _placed(session, deployments, now)
+
+    with closed_pipe_ignored():
+        if as_json:
+            document = _document(placed, now, key="certificates")
+            document["query"] = name_or_fingerprint
+            echo_json(document)
+        else:
+            _print_certificates(placed, now)
+
+
+@dataclass(frozen=True)
+class _Search:
+    """What `where` looks for: fingerprints, or names including wildcards."""
+
+    text: str
+    sha256s: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+
+
+def _search(session: Session, text: str) -> _Search:
+    """Read the argument as a fingerprint when it can be one, else as a name.
+
+    Raises:
+        click.ClickException: a prefix matches several certificates, or a
+            text with colons is no valid fingerprint.
+    """
+    if _is_ip_address(text.strip()):
+        return _Search(text, names=(str(ipaddress.ip_address(text.strip())),))
+    digits = text.strip().replace(":", "").lower()
+    if _HEX.fullmatch(digits) and len(digits) >= MIN_FINGERPRINT_DIGITS:
+        found = _fingerprints(session, text, digits)
+        if found or ":" in text:
+            return _Search(text, sha256s=tuple(found))
+    elif ":" in text.strip() and _HEX.fullmatch(digits or "x"):
+        raise click.ClickException(
+            f"Fingerprint {text!r} is too short: give at least "
+            f"{MIN_FINGERPRINT_DIGITS} hex digits of the SHA-256 fingerprint."
+        )
+    return _Search(text, names=_names_matching(text))
+
+
+def _is_ip_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _fingerprints(session: Session, text: str, digits: str) -> list[str]:
+    if len(digits) > FINGERPRINT_DIGITS:
+        raise click.ClickException(
+            f"Fingerprint {text!r} has {len(digits)} hex digits: a SHA-256 "
+            f"fingerprint has {FINGERPRINT_DIGITS}."
+        )
+    found = fingerprints_with_prefix(session, digits, limit=_AMBIGUOUS_SHOWN + 1)
+    if len(found) > 1:
+        shown = ", ".join(found[:_AMBIGUOUS_SHOWN])
+        more = " and more" if len(found) > _AMBIGUOUS_SHOWN else ""
+        raise click.ClickException(
+            f"Fingerprint prefix {text!r} matches several certificates ({shown}"
+            f"{more}): give more hex digits."
+        )
+    return found
+
+
+def _names_matching(text: str) -> tuple[str, ...]:
+    """Return the name and the wildcard that would cover it, as stored (A-labels)."""
+    name = text.strip().rstrip(".").lower()
+    if not name.isascii():
+        try:
+            name = idna.encode(name, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            raise click.ClickException(
+                f"Invalid name {text!r} ({exc}): give a DNS name, an IP address "
+                "or a SHA-256 fingerprint."
+            ) from exc
+    labels = name.split(".")
+    if len(labels) > 2 and labels[0] != "*":
+        # A wildcard stands for exactly one leftmost label (RFC 6125), so
+        # *.example.test covers www.example.test but not example.test.
+        return (name, "*." + ".".join(labels[1:]))
+    return (name,)
+
+
+def _current(session: Session, search: _Search) -> list[Deployment]:
+    found: list[Deployment] = []
+    for sha256 in search.sha256s:
+        found.extend(deployments_now(session, sha256=sha256))
+    for name in search.names:
+        found.extend(deployments_now(session, name=name))
+    return found
+
+
+def _nothing_found(session: Session, search: _Search) -> str:
+    """Word the error for a search without current deployments."""
+    if not search.sha256s and not search.names:
+        return (
+            f"No stored certificate has a fingerprint starting with "
+            f"{search.text!r}: run 'certwatch certificates' to see them."
+        )
+    seen: list[Deployment] = []
+    for sha256 in search.sha256s:
+        seen.extend(deployment_history(session, sha256=sha256))
+    for name in search.names:
+        seen.extend(deployment_history(session, name=name))
+    if not seen:
+        return (
+            f"No certificate for {search.text!r} was ever seen: add the endpoint "
+            "or file that serves it with 'certwatch add'."
+        )
+    last = max(seen, key=lambda d: d.last_seen_at)
+    return (
+        f"No certificate for {search.text!r} is deployed now; one was last seen "
+        f"{minute(last.last_seen_at)} UTC at {_place(last)}."
+    )
+
+
+def _placed(
+    session: Session, deployments: Sequence[Deployment], now: datetime
+) -> list[PlacedCertificate]:
+    by_certificate: dict[str, list[Deployment]] = {}
+    for deployment in deployments:
+        places = by_certificate.setdefault(deployment.certificate_sha256, [])
+        if deployment not in places:
+            places.append(deployment)
+    summaries = certificate_summaries(session, sorted(by_certificate))
+    summaries.sort(key=lambda s: (s.not_after is None, s.not_after or now, s.sha256))
+    stale = [
+        item
+        for summary in summaries
+        for item in stale_deployments(session, now=now, sha256=summary.sha256)
+    ]
+    deployed = [
+        DeployedCertificate(summary, tuple(by_certificate[summary.sha256]))
+        for summary in summaries
+    ]
+    return _with_stale(deployed, stale)
+
+
+def _place(deployment: Deployment) -> str:
+    if deployment.path is not None:
+        return deployment.path
+    return f"{deployment.target} ({deployment.address or 'no address'})"
+
+
+def _document(
+    placed: Sequence[PlacedCertificate], now: datetime, *, key: str
+) -> dict[str, Any]:
+    return {
+        "schema_version": INVENTORY_SCHEMA_VERSION,
+        "listed_at": timestamp(now),
+        key: [_placed_document(item, now) for item in placed],
+    }
+
+
+def _placed_document(item: PlacedCertificate, now: datetime) -> dict[str, Any]:
+    finding = item.finding
+    return {
+        **certificate_document(item.certificate, now),
+        "deployments": [
+            _deployment_document(d, stale=item.is_stale(d)) for d in item.deployments
+        ],
+        "findings": []
+        if finding is None
+        else [
+            {
+                "code": finding.code,
+                "severity": finding.severity.label,
+                "message": finding.message,
+            }
+        ],
+    }
+
+
+def _deployment_document(deployment: Deployment, *, stale: bool) -> dict[str, Any]:
+    document: dict[str, Any]
+    if deployment.file_source_id is not None:
+        document = {
+            "kind": "file",
+            "file_source_id": deployment.file_source_id,
+            "target": deployment.target,
+            "path": deployment.path,
+        }
+    else:
+        document = {
+            "kind": "endpoint",
+            "endpoint_id": deployment.endpoint_id,
+            "target": deployment.target,
+            "address": deployment.address,
+        }
+    document.update(
+        position=deployment.position,
+        first_seen_at=timestamp(deployment.first_seen_at),
+        last_seen_at=timestamp(deployment.last_seen_at),
+        stale=stale,
+    )
+    return document
+
+
+def _print_certificates(placed: Sequence[PlacedCertificate], now: datetime) -> None:
+    table = Table(header_style="bold", show_lines=True)
+    table.add_column("Days", justify="right", no_wrap=True)
+    table.add_column("Not after (UTC)", no_wrap=True)
+    table.add_column("Names", overflow="fold")
+    table.add_column("Issuer", overflow="fold")
+    table.add_column("SHA-256", no_wrap=True)
+    table.add_column("Deployed at", overflow="fold")
+    for item in placed:
+        summary = item.certificate
+        table.add_row(
+            days_cell(days_until(summary.not_after, now)),
+            Text(minute(summary.not_after)),
+            plain("\n".join(certificate_names(summary)) or "-"),
+            plain(short_name(summary.issuer)),
+            Text(summary.sha256[:16]),
+            _places_cell(item),
+        )
+    console = stdout_console()
+    console.print(table)
+    for item in placed:
+        if item.finding is not None:
+            line = Text(f"{item.certificate.sha256[:16]} ")
+            label = Text(f"{item.finding.severity.label} {item.finding.code}: ")
+            label.stylize(SEVERITY_STYLES[item.finding.severity])
+            line.append(label)
+            line.append(plain(item.finding.message))
+            console.print(line)
+    count = len(placed)
+    console.print(Text(f"{count} certificate{'s' * (count != 1)}.", style="dim"))
+
+
+def _places_cell(item: PlacedCertificate) -> Text:
+    cell = Text()
+    for index, deployment in enumerate(item.deployments):
+        if index:
+            cell.append("\n")
+        cell.append(plain(_place(deployment)))
+        if deployment.position > 0 and deployment.file_source_id is None:
+            cell.append(f" [chain #{deployment.position}]", style="dim")
+        if item.is_stale(deployment):
+            cell.append(" stale", style="yellow")
+    return cell

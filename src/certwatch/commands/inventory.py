@@ -1,0 +1,566 @@
+"""`certwatch add`, `remove` and `list`: keep the inventory of what to watch.
+
+`add` stores endpoints and certificate files, probes them at once with the
+check engine, records what it saw and prints the same report as `check`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+from rich.text import Text
+from sqlalchemy.orm import Session
+
+from certwatch.check import check_endpoints, check_paths
+from certwatch.commands.output import (
+    INVENTORY_SCHEMA_VERSION,
+    cli_module,
+    closed_pipe_ignored,
+    days_cell,
+    days_until,
+    echo_json,
+    format_interval,
+    minute,
+    plain,
+    status_cell,
+    stdout_console,
+    timestamp,
+)
+from certwatch.commands.queries import (
+    SourceState,
+    endpoint_states,
+    file_source_states,
+    find_endpoints,
+)
+from certwatch.commands.store import open_store
+from certwatch.errors import CertwatchError
+from certwatch.monitor.changes import detect_changes
+from certwatch.monitor.settings import (
+    MonitorSettings,
+    SettingsError,
+    load_settings,
+    parse_duration,
+)
+from certwatch.probe.resolve import SystemResolver
+from certwatch.report.json import render_document
+from certwatch.report.table import print_table
+from certwatch.result import Result, Status, worst_status
+from certwatch.sources.files import FileProblem
+from certwatch.store.changes import insert_changes
+from certwatch.store.inventory import (
+    EndpointRecord,
+    FileSourceRecord,
+    InventoryFilter,
+    SourceSettings,
+    Upserted,
+    list_endpoints,
+    list_file_sources,
+    normalize_tags,
+    remove_endpoint,
+    remove_file_source,
+    upsert_endpoint,
+    upsert_file_source,
+)
+from certwatch.store.observations import CompletedScan, record_observations
+from certwatch.targets import Endpoint
+from certwatch.truststore import load_roots
+from certwatch.x509.model import AnalysisPolicy
+
+# Tags travel in one CSV cell separated by this character, so no tag may
+# contain it.
+TAG_SEPARATOR = ";"
+
+
+@dataclass(frozen=True)
+class Sources:
+    """The endpoints and certificate paths named by command arguments.
+
+    `paths` are absolute but not resolved, so a symbolic link such as
+    `/etc/letsencrypt/live/NAME/cert.pem` stays the path watched.
+    """
+
+    endpoints: list[Endpoint]
+    paths: list[str]
+
+
+def parse_sources(texts: Sequence[str], *, paths_must_exist: bool) -> Sources:
+    """Classify arguments like `certwatch check` does, rejecting invalid ones.
+
+    Raises:
+        click.UsageError: a target is invalid, or a path is missing when
+            `paths_must_exist` is set; the message lists every such argument.
+    """
+    paths, endpoints, invalid = cli_module().classify_items(texts)
+    problems = [str(item.error) for item in invalid]
+    absolute = []
+    for given in paths:
+        path = os.path.abspath(Path(given).expanduser())
+        if paths_must_exist and not os.path.exists(path):
+            problems.append(
+                f"File or folder {given!r} not found: check the path, or write "
+                f"https://{given} for a host of that name."
+            )
+        absolute.append(path)
+    if problems:
+        raise click.UsageError("\n".join(problems))
+    return Sources(endpoints=endpoints, paths=list(dict.fromkeys(absolute)))
+
+
+def parse_interval(text: str | None, option: str = "--interval") -> timedelta | None:
+    """Parse a DURATION option value; `None` stays `None`."""
+    if text is None:
+        return None
+    try:
+        return parse_duration(text)
+    except SettingsError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from exc
+
+
+def monitor_settings() -> MonitorSettings:
+    """Load the monitor settings from the environment, as a usage error if invalid."""
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def store_endpoint(
+    session: Session,
+    endpoint: Endpoint,
+    settings: SourceSettings,
+    *,
+    default_interval: timedelta,
+    now: datetime,
+) -> Upserted[EndpointRecord]:
+    """Upsert an endpoint; a new one without an interval gets `default_interval`."""
+    stored = upsert_endpoint(session, endpoint, now=now, settings=settings)
+    if stored.created and settings.interval is None:
+        chosen = SourceSettings(interval=default_interval)
+        stored = Upserted(
+            upsert_endpoint(session, endpoint, now=now, settings=chosen).record, True
+        )
+    return stored
+
+
+def store_file_source(
+    session: Session,
+    path: str,
+    settings: SourceSettings,
+    *,
+    default_interval: timedelta,
+    now: datetime,
+) -> Upserted[FileSourceRecord]:
+    """Upsert a file source; a new one without an interval gets `default_interval`."""
+    stored = upsert_file_source(session, path, now=now, settings=settings)
+    if stored.created and settings.interval is None:
+        chosen = SourceSettings(interval=default_interval)
+        stored = Upserted(
+            upsert_file_source(session, path, now=now, settings=chosen).record, True
+        )
+    return stored
+
+
+def check_tags(tags: Sequence[str]) -> tuple[str, ...]:
+    """Normalize `--tag` values, rejecting the CSV tag separator."""
+    for tag in tags:
+        if TAG_SEPARATOR in tag:
+            raise click.BadParameter(
+                f"Invalid tag {tag!r}: {TAG_SEPARATOR!r} separates tags in CSV "
+                "files, so give each tag with its own --tag.",
+                param_hint="--tag",
+            )
+    try:
+        return normalize_tags(tags)
+    except CertwatchError as exc:
+        raise click.BadParameter(str(exc), param_hint="--tag") from exc
+
+
+@click.command("add")
+@click.argument("items", nargs=-1, required=True, metavar="TARGET|PATH...")
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    help="Tag what is added; repeat for several tags. Replaces the tags of "
+    "an endpoint or file that is already in the inventory.",
+)
+@click.option("--team", help="Team that owns what is added (default: 'default').")
+@click.option(
+    "--interval",
+    "interval_text",
+    metavar="DURATION",
+    help="Time between scans, such as 90s, 30m, 6h or 1d.",
+)
+@click.option(
+    "--ca-file",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    help="Also trust the root certificates in this PEM, DER or PKCS#7 file "
+    "for the instant report.",
+)
+@click.option(
+    "--only-ca-file",
+    is_flag=True,
+    help="Trust only the roots given with --ca-file, not the certifi bundle.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON report.")
+def add_command(
+    items: tuple[str, ...],
+    tags: tuple[str, ...],
+    team: str | None,
+    interval_text: str | None,
+    ca_file: tuple[Path, ...],
+    only_ca_file: bool,
+    as_json: bool,
+) -> None:
+    """Add endpoints and certificate files to the inventory and check them now.
+
+    Arguments are read as by 'certwatch check'. Adding one that is already
+    in the inventory updates its settings. The report and exit code are
+    those of 'certwatch check': 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    """
+    sources = parse_sources(items, paths_must_exist=True)
+    settings = SourceSettings(
+        team=team,
+        tags=check_tags(tags) if tags else None,
+        interval=parse_interval(interval_text),
+    )
+    monitor = monitor_settings()
+    try:
+        roots = load_roots(ca_file, only_ca_files=only_ca_file)
+    except CertwatchError as exc:
+        raise click.UsageError(str(exc)) from exc
+    # The trust store is not stored with the source: later scans use the
+    # roots given to `scan`, `run` or `serve`.
+    policy = AnalysisPolicy(roots=roots, public_roots=not only_ca_file)
+    now = datetime.now(UTC)
+
+    with open_store() as sessions:
+        # The inventory is committed before probing, so an interrupted probe
+        # loses no added endpoint.
+        with sessions.begin() as session:
+            ids = _store_sources(session, sources, settings, monitor, now)
+        results, skipped = _probe(sources, monitor, policy, now)
+        scans = _completed_scans(results, ids, now)
+        with sessions.begin() as session:
+            changes = detect_changes(session, scans, window=monitor.change_window)
+            record_observations(session, scans)
+            insert_changes(session, changes)
+
+    with closed_pipe_ignored():
+        if as_json:
+            echo_json(render_document(results, now=now, skipped=skipped))
+        else:
+            print_table(results, stdout_console(), skipped=skipped)
+    sys.exit(worst_status([r.status for r in results]).exit_code)
+
+
+@dataclass(frozen=True)
+class _StoredIds:
+    endpoints: dict[tuple[str, str, int, str | None], int]
+    paths: dict[str, int]
+
+
+def _endpoint_key(endpoint: Endpoint) -> tuple[str, str, int, str | None]:
+    return (endpoint.protocol, endpoint.host, endpoint.port, endpoint.server_name)
+
+
+def _store_sources(
+    session: Session,
+    sources: Sources,
+    settings: SourceSettings,
+    monitor: MonitorSettings,
+    now: datetime,
+) -> _StoredIds:
+    created = updated = 0
+    ids = _StoredIds(endpoints={}, paths={})
+    default = monitor.default_interval
+    try:
+        for endpoint in sources.endpoints:
+            stored = store_endpoint(
+                session, endpoint, settings, default_interval=default, now=now
+            )
+            ids.endpoints[_endpoint_key(endpoint)] = stored.record.id
+            created += stored.created
+            updated += not stored.created
+        for path in sources.paths:
+            stored_file = store_file_source(
+                session, path, settings, default_interval=default, now=now
+            )
+            ids.paths[path] = stored_file.record.id
+            created += stored_file.created
+            updated += not stored_file.created
+    except CertwatchError as exc:
+        raise click.UsageError(str(exc)) from exc
+    click.echo(
+        f"Inventory: {created} added, {updated} updated; checking now.",
+        err=True,
+    )
+    return ids
+
+
+def _probe(
+    sources: Sources, monitor: MonitorSettings, policy: AnalysisPolicy, now: datetime
+) -> tuple[list[Result], list[FileProblem]]:
+    found = check_paths(
+        sources.paths,
+        policy=policy,
+        now=now,
+        pkcs12_password=monitor.pkcs12_password,
+    )
+    results = list(found.results)
+    if sources.endpoints:
+        stream = check_endpoints(
+            sources.endpoints,
+            settings=monitor.probe,
+            policy=policy,
+            now=now,
+            resolver=SystemResolver(),
+            workers=monitor.workers,
+        )
+        results.extend(asyncio.run(_collect(stream)))
+    return results, found.skipped
+
+
+async def _collect(stream: AsyncIterator[Result]) -> list[Result]:
+    return [result async for result in stream]
+
+
+def _completed_scans(
+    results: Sequence[Result], ids: _StoredIds, now: datetime
+) -> list[CompletedScan]:
+    by_endpoint: dict[int, list[Result]] = {}
+    by_file: dict[int, list[Result]] = {}
+    for result in results:
+        if result.path is not None:
+            by_file.setdefault(ids.paths[result.target], []).append(result)
+            continue
+        assert result.host is not None and result.port is not None
+        key = (result.protocol or "https", result.host, result.port, result.server_name)
+        by_endpoint.setdefault(ids.endpoints[key], []).append(result)
+    scans = [
+        CompletedScan(scanned_at=now, results=tuple(found), endpoint_id=endpoint_id)
+        for endpoint_id, found in by_endpoint.items()
+    ]
+    scans.extend(
+        CompletedScan(scanned_at=now, results=tuple(found), file_source_id=source_id)
+        for source_id, found in by_file.items()
+    )
+    return scans
+
+
+@click.command("remove")
+@click.argument("items", nargs=-1, required=True, metavar="TARGET|PATH...")
+def remove_command(items: tuple[str, ...]) -> None:
+    """Remove endpoints and certificate files from the inventory.
+
+    Their observations go too; certificates seen elsewhere stay. When any
+    argument is not in the inventory, nothing is removed.
+    """
+    sources = parse_sources(items, paths_must_exist=False)
+    with open_store() as sessions, sessions.begin() as session:
+        missing: list[str] = []
+        endpoint_ids: list[int] = []
+        for endpoint in sources.endpoints:
+            found = find_endpoints(session, endpoint)
+            if not found:
+                missing.append(endpoint.target)
+            endpoint_ids.extend(record.id for record in found)
+        for path in sources.paths:
+            if not remove_file_source(session, path):
+                missing.append(path)
+        if missing:
+            # Raising inside the transaction rolls back the files removed above.
+            names = ", ".join(repr(text) for text in missing)
+            raise click.ClickException(
+                f"Not in the inventory: {names}. Nothing was removed; "
+                "run 'certwatch list' to see what is."
+            )
+        for endpoint_id in endpoint_ids:
+            remove_endpoint(session, endpoint_id)
+    removed = len(endpoint_ids) + len(sources.paths)
+    click.echo(f"Removed {removed} from the inventory.")
+
+
+@dataclass(frozen=True)
+class ListedSource:
+    """One row of `certwatch list`: an endpoint or file source and its state.
+
+    `state` is `None` for a source never scanned.
+    """
+
+    endpoint: EndpointRecord | None
+    file_source: FileSourceRecord | None
+    state: SourceState | None
+
+    @property
+    def record(self) -> EndpointRecord | FileSourceRecord:
+        record = self.endpoint or self.file_source
+        assert record is not None
+        return record
+
+    @property
+    def target(self) -> str:
+        if self.endpoint is not None:
+            return self.endpoint.endpoint.target
+        assert self.file_source is not None
+        return self.file_source.path
+
+    @property
+    def status(self) -> Status:
+        return Status.UNKNOWN if self.state is None else self.state.status
+
+    @property
+    def not_after(self) -> datetime | None:
+        return None if self.state is None else self.state.not_after
+
+
+STATUS_CHOICES = [status.value for status in Status]
+
+
+@click.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON document.")
+@click.option(
+    "--expiring",
+    type=click.IntRange(min=0),
+    metavar="DAYS",
+    help="Keep only those whose leaf certificate expires within DAYS days "
+    "(or has expired).",
+)
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    help="Keep only those with this tag; repeat to require several tags.",
+)
+@click.option(
+    "--status",
+    "status_text",
+    type=click.Choice(STATUS_CHOICES),
+    help="Keep only those whose latest scan has this status; never scanned "
+    "counts as unknown.",
+)
+def list_command(
+    as_json: bool,
+    expiring: int | None,
+    tags: tuple[str, ...],
+    status_text: str | None,
+) -> None:
+    """List the inventory with the latest status of each endpoint and file.
+
+    Rows are sorted by not_after, soonest first; never scanned ones come last.
+    """
+    filters = InventoryFilter(tags=check_tags(tags))
+    now = datetime.now(UTC)
+    with open_store() as sessions, sessions() as session:
+        listed = _listed_sources(session, filters)
+
+    if expiring is not None:
+        limit = now + timedelta(days=expiring)
+        listed = [s for s in listed if s.not_after is not None and s.not_after <= limit]
+    if status_text is not None:
+        listed = [s for s in listed if s.status is Status(status_text)]
+
+    with closed_pipe_ignored():
+        if as_json:
+            echo_json(_list_document(listed, now))
+        else:
+            _print_list(listed, now)
+
+
+def _listed_sources(session: Session, filters: InventoryFilter) -> list[ListedSource]:
+    endpoints = list_endpoints(session, filters)
+    files = list_file_sources(session, filters)
+    states = endpoint_states(session, [record.id for record in endpoints])
+    file_states = file_source_states(session, [record.id for record in files])
+    listed = [ListedSource(r, None, states.get(r.id)) for r in endpoints]
+    listed.extend(ListedSource(None, r, file_states.get(r.id)) for r in files)
+    far_future = datetime.max.replace(tzinfo=UTC)
+    listed.sort(key=lambda s: (s.not_after or far_future, s.target))
+    return listed
+
+
+def _list_document(listed: Sequence[ListedSource], now: datetime) -> dict[str, Any]:
+    return {
+        "schema_version": INVENTORY_SCHEMA_VERSION,
+        "listed_at": timestamp(now),
+        "sources": [_source_document(source, now) for source in listed],
+    }
+
+
+def _source_document(source: ListedSource, now: datetime) -> dict[str, Any]:
+    record = source.record
+    document: dict[str, Any] = {"id": record.id}
+    if source.endpoint is not None:
+        endpoint = source.endpoint.endpoint
+        document.update(
+            kind="endpoint",
+            target=endpoint.target,
+            protocol=endpoint.protocol,
+            host=endpoint.host,
+            port=endpoint.port,
+            server_name=endpoint.server_name,
+            address=endpoint.address,
+        )
+    else:
+        document.update(kind="file", path=source.target)
+    state = source.state
+    document.update(
+        team=record.team,
+        tags=list(record.tags),
+        interval_seconds=int(record.interval.total_seconds()),
+        enabled=record.enabled,
+        notes=record.notes,
+        status=None if state is None else state.status.value,
+        scanned_at=None if state is None else timestamp(state.scanned_at),
+        not_after=timestamp(source.not_after),
+        days_left=days_until(source.not_after, now),
+    )
+    return document
+
+
+def _print_list(listed: Sequence[ListedSource], now: datetime) -> None:
+    table = Table(header_style="bold")
+    table.add_column("Status", no_wrap=True)
+    table.add_column("Days", justify="right", no_wrap=True)
+    table.add_column("Not after (UTC)", no_wrap=True)
+    table.add_column("Target", overflow="fold")
+    table.add_column("Team", overflow="fold")
+    table.add_column("Tags", overflow="fold")
+    table.add_column("Interval", no_wrap=True)
+    table.add_column("Last scan (UTC)", no_wrap=True)
+    for source in listed:
+        record = source.record
+        state = source.state
+        interval = format_interval(record.interval)
+        table.add_row(
+            status_cell(None if state is None else state.status),
+            days_cell(days_until(source.not_after, now)),
+            Text(minute(source.not_after)),
+            plain(_target_label(source)),
+            plain(record.team),
+            plain(", ".join(record.tags) or "-"),
+            Text(interval if record.enabled else f"{interval} (disabled)"),
+            Text("never" if state is None else minute(state.scanned_at)),
+        )
+    console = stdout_console()
+    console.print(table)
+    console.print(Text(f"{len(listed)} in the inventory match.", style="dim"))
+
+
+def _target_label(source: ListedSource) -> str:
+    if source.endpoint is None:
+        return source.target
+    endpoint = source.endpoint.endpoint
+    if endpoint.address:
+        return f"{endpoint.target} (at {endpoint.address})"
+    return endpoint.target

@@ -1,0 +1,28 @@
+"""Register the inventory commands on the `certwatch` command group."""
+
+from __future__ import annotations
+
+import click
+
+from certwatch.commands.certificates import certificates_command, where_command
+from certwatch.commands.history import history_command
+from certwatch.commands.inventory import add_command, list_command, remove_command
+from certwatch.commands.transfer import export_command, import_command
+
+INVENTORY_COMMANDS = (
+    add_command,
+    remove_command,
+    list_command,
+    import_command,
+    export_command,
+    certificates_command,
+    where_command,
+    history_command,
+)
+
+
+def register_inventory_commands(group: click.Group) -> None:
+    """Add `add`, `remove`, `list`, `import`, `export`, `certificates`,
+    `where` and `history` to `group`."""
+    for command in INVENTORY_COMMANDS:
+        group.add_command(command)

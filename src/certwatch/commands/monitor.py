@@ -1,0 +1,348 @@
+"""`certwatch scan`, `run --once` and `serve`: scan the inventory and record it.
+
+All three run `certwatch.monitor.cycle.run_cycle`: `scan` on the sources
+named or on all of them, `run --once` once on what is due, and `serve` over
+and over until SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from certwatch.commands.inventory import parse_sources
+from certwatch.commands.output import closed_pipe_ignored, stdout_console
+from certwatch.commands.queries import find_endpoints
+from certwatch.commands.store import open_store
+from certwatch.errors import CertwatchError
+from certwatch.monitor.cycle import DUE, CycleReport, Selection, run_cycle
+from certwatch.monitor.serve import serve as serve_forever
+from certwatch.monitor.settings import MonitorSettings, SettingsError, load_settings
+from certwatch.probe.model import ProbeSettings
+from certwatch.report.table import print_table
+from certwatch.store.leases import enabled_source_ids
+from certwatch.store.models import FileSourceRow
+from certwatch.store.observations import CompletedScan
+from certwatch.truststore import load_roots
+from certwatch.x509.model import AnalysisPolicy
+
+logger = logging.getLogger(__name__)
+
+CommandT = TypeVar("CommandT", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """The options that `scan`, `run` and `serve` share."""
+
+    timeout: float
+    concurrency: int
+    batch_size: int
+    ca_file: tuple[Path, ...]
+    only_ca_file: bool
+    pkcs12_password: str | None
+
+    def settings(self) -> MonitorSettings:
+        """Build the monitor settings from these options and the environment.
+
+        Raises:
+            click.UsageError: an option or `CERTWATCH_DEFAULT_INTERVAL` is invalid.
+        """
+        password = self.pkcs12_password
+        try:
+            return load_settings(
+                probe=ProbeSettings(timeout=self.timeout, concurrency=self.concurrency),
+                batch_size=self.batch_size,
+                pkcs12_password=password.encode() if password is not None else None,
+            )
+        except (SettingsError, ValueError) as exc:
+            raise click.UsageError(str(exc)) from exc
+
+    def policy(self) -> AnalysisPolicy:
+        """Build the analysis policy: the trusted roots with default thresholds.
+
+        Raises:
+            click.UsageError: a CA file cannot be used.
+        """
+        try:
+            roots = load_roots(self.ca_file, only_ca_files=self.only_ca_file)
+        except CertwatchError as exc:
+            raise click.UsageError(str(exc)) from exc
+        return AnalysisPolicy(roots=roots, public_roots=not self.only_ca_file)
+
+
+def scan_options(command: CommandT) -> CommandT:
+    """Add the options of `certwatch check` that scans use, and `--batch-size`."""
+    options = [
+        click.option(
+            "--timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=10.0,
+            show_default=True,
+            help="Deadline in seconds per address, covering connect and handshake.",
+        ),
+        click.option(
+            "--concurrency",
+            type=click.IntRange(1, 10000),
+            default=100,
+            show_default=True,
+            help="Maximum number of addresses probed at the same time.",
+        ),
+        click.option(
+            "--batch-size",
+            type=click.IntRange(1, 100_000),
+            default=MonitorSettings.batch_size,
+            show_default=True,
+            help="Sources claimed, scanned and recorded together in one transaction.",
+        ),
+        click.option(
+            "--ca-file",
+            type=click.Path(path_type=Path),
+            multiple=True,
+            help="Also trust the root certificates in this PEM, DER or PKCS#7 file.",
+        ),
+        click.option(
+            "--only-ca-file",
+            is_flag=True,
+            help="Trust only the roots given with --ca-file, not the certifi bundle.",
+        ),
+        click.option(
+            "--pkcs12-password",
+            envvar="CERTWATCH_PKCS12_PASSWORD",
+            help="Password of PKCS#12 files (or set CERTWATCH_PKCS12_PASSWORD).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _options(values: dict[str, Any]) -> ScanOptions:
+    return ScanOptions(
+        timeout=values["timeout"],
+        concurrency=values["concurrency"],
+        batch_size=values["batch_size"],
+        ca_file=values["ca_file"],
+        only_ca_file=values["only_ca_file"],
+        pkcs12_password=values["pkcs12_password"],
+    )
+
+
+def utc_now() -> datetime:
+    """Return the current time in UTC, the clock of every command here."""
+    return datetime.now(UTC)
+
+
+@click.command("scan")
+@click.argument("targets", nargs=-1, metavar="[TARGET|PATH]...")
+@click.option("--all", "scan_all", is_flag=True, help="Scan every enabled source.")
+@click.option("--due", is_flag=True, help="Scan only the sources that are due.")
+@scan_options
+def scan_command(
+    targets: tuple[str, ...], scan_all: bool, due: bool, **values: Any
+) -> None:
+    """Scan inventory sources now, store the results and print them.
+
+    Name endpoints and certificate paths from the inventory, or give --all
+    or --due. Each scanned source is rescheduled one interval later. The
+    exit code is 0 once the results are stored, whatever they show.
+    """
+    chosen = sum((bool(targets), scan_all, due))
+    if chosen != 1:
+        raise click.UsageError("Give TARGET or PATH arguments, --all or --due.")
+    options = _options(values)
+    settings = options.settings()
+    policy = options.policy()
+    _one_line_per_scan()
+
+    scans: list[CompletedScan] = []
+    with open_store() as sessions, _database_failures():
+        with sessions() as session:
+            selection = _selection(session, targets, scan_all=scan_all)
+        report = run_cycle(
+            sessions,
+            now_fn=utc_now,
+            settings=settings,
+            policy=policy,
+            selection=selection,
+            on_scan=scans.append,
+        )
+
+    results = [result for scan in scans for result in scan.results]
+    with closed_pipe_ignored():
+        if results:
+            print_table(results, stdout_console())
+        click.echo(_summary(report))
+
+
+@click.command("run")
+@click.option(
+    "--once",
+    is_flag=True,
+    help="Run one cycle and exit (the only mode; 'certwatch serve' runs forever).",
+)
+@scan_options
+def run_command(once: bool, **values: Any) -> None:
+    """Run one monitoring cycle: scan what is due and record it, then exit.
+
+    For cron and for tests. Exit code 0 when the cycle ran, 3 when the
+    inventory database cannot be opened or fails during the cycle.
+    """
+    if not once:
+        raise click.UsageError(
+            "certwatch run needs --once; use 'certwatch serve' to keep scanning."
+        )
+    options = _options(values)
+    settings = options.settings()
+    policy = options.policy()
+    _one_line_per_scan()
+    with open_store() as sessions, _database_failures():
+        report = run_cycle(sessions, now_fn=utc_now, settings=settings, policy=policy)
+    click.echo(_summary(report), err=True)
+
+
+@click.command("serve")
+@scan_options
+def serve_command(**values: Any) -> None:
+    """Keep scanning the inventory, each source when it is due, until stopped.
+
+    Sleeps until the next source is due, but at most a minute, so sources
+    added meanwhile are picked up. SIGINT or SIGTERM lets the current batch
+    finish and be recorded, then exits with code 0. Logs at INFO level or
+    more detailed with -vv.
+    """
+    options = _options(values)
+    settings = options.settings()
+    policy = options.policy()
+    root = logging.getLogger()
+    if root.level > logging.INFO:
+        # A service logs its start, stop and every scan by default.
+        root.setLevel(logging.INFO)
+    _one_line_per_scan()
+
+    stop = threading.Event()
+    with open_store() as sessions, _stop_on_signals(stop):
+        serve_forever(
+            sessions, now_fn=utc_now, settings=settings, policy=policy, stop=stop
+        )
+
+
+def _one_line_per_scan() -> None:
+    """Leave the per-scan INFO line to the monitor unless DEBUG is on.
+
+    The check engine logs each address it checks at INFO, and the monitor
+    logs each finished scan with the same facts and the source id.
+    """
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("certwatch.check").setLevel(logging.WARNING)
+
+
+def _selection(
+    session: Session, targets: Sequence[str], *, scan_all: bool
+) -> Selection:
+    if scan_all:
+        endpoints, files = enabled_source_ids(session)
+        return Selection(endpoint_ids=tuple(endpoints), file_source_ids=tuple(files))
+    if not targets:
+        return DUE
+    return _named_sources(session, targets)
+
+
+def _named_sources(session: Session, targets: Sequence[str]) -> Selection:
+    """Find the named sources in the inventory, naming every one that is missing.
+
+    Raises:
+        click.UsageError: a target is invalid or not in the inventory.
+    """
+    sources = parse_sources(targets, paths_must_exist=False)
+    endpoint_ids: list[int] = []
+    file_ids: list[int] = []
+    missing: list[str] = []
+    for endpoint in sources.endpoints:
+        found = find_endpoints(session, endpoint)
+        endpoint_ids.extend(record.id for record in found)
+        if not found:
+            missing.append(endpoint.target)
+    for path in sources.paths:
+        file_id = session.scalar(
+            select(FileSourceRow.id).where(FileSourceRow.path == path)
+        )
+        if file_id is None:
+            missing.append(path)
+        else:
+            file_ids.append(file_id)
+    if missing:
+        raise click.UsageError(
+            "\n".join(
+                f"{text!r} is not in the inventory: add it with "
+                f"'certwatch add {text}' first."
+                for text in missing
+            )
+        )
+    return Selection(
+        endpoint_ids=tuple(dict.fromkeys(endpoint_ids)),
+        file_source_ids=tuple(dict.fromkeys(file_ids)),
+    )
+
+
+def _summary(report: CycleReport) -> str:
+    text = (
+        f"Scanned {report.endpoints} endpoints and {report.file_sources} file "
+        f"sources in {report.duration:.1f} s: {report.observations} observations, "
+        f"{report.failed} failed, {report.changes} certificate changes."
+    )
+    if report.busy:
+        text += (
+            f" {report.busy} sources were skipped because another scanner is "
+            "scanning them."
+        )
+    return text
+
+
+@contextmanager
+def _database_failures() -> Iterator[None]:
+    """Turn a database failure during a cycle into a command error."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        first_line = (str(exc).strip().splitlines() or ["no message"])[0]
+        raise click.ClickException(
+            f"The inventory database failed during the scan ({type(exc).__name__}: "
+            f"{first_line}). Batches recorded before the failure are kept; check "
+            "CERTWATCH_DATABASE_URL and run the command again."
+        ) from exc
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Set `stop` on SIGINT or SIGTERM for the duration, then restore handlers."""
+
+    def request_stop(number: int, frame: FrameType | None) -> None:
+        logger.info(
+            "received %s: stopping after the current batch",
+            signal.Signals(number).name,
+        )
+        stop.set()
+
+    previous = {
+        number: signal.signal(number, request_stop)
+        for number in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)

@@ -1,0 +1,196 @@
+"""Read-only queries that the inventory commands need beyond the store API.
+
+Each query reads many sources or certificates in a few statements, so a
+listing of a large inventory does not cost one round trip per row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from certwatch.result import Status, worst_status
+from certwatch.store.chunks import chunked
+from certwatch.store.inventory import EndpointRecord, get_endpoint
+from certwatch.store.models import (
+    CertificateRow,
+    EndpointRow,
+    ObservationCertificateRow,
+    ObservationRow,
+)
+from certwatch.targets import Endpoint
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """What the latest scan of one endpoint or file source found.
+
+    `not_after` is the soonest not_after among the leaf certificates seen
+    (every certificate for a file), `None` when no certificate was obtained.
+    """
+
+    status: Status
+    scanned_at: datetime
+    not_after: datetime | None
+
+
+def endpoint_states(session: Session, ids: Sequence[int]) -> dict[int, SourceState]:
+    """Return the latest state of each endpoint; never scanned ones are left out."""
+    return _states(session, ObservationRow.endpoint_id, ids, leaf_only=True)
+
+
+def file_source_states(session: Session, ids: Sequence[int]) -> dict[int, SourceState]:
+    """Return the latest state of each file source; never scanned ones are left out."""
+    return _states(session, ObservationRow.file_source_id, ids, leaf_only=False)
+
+
+def _states(
+    session: Session, owner: Any, ids: Sequence[int], *, leaf_only: bool
+) -> dict[int, SourceState]:
+    statuses: dict[int, list[Status]] = {}
+    scanned: dict[int, datetime] = {}
+    soonest: dict[int, datetime] = {}
+    for chunk in chunked(ids):
+        latest = [owner.in_(chunk), ObservationRow.latest.is_(True)]
+        rows = session.execute(
+            select(owner, ObservationRow.status, func.max(ObservationRow.observed_at))
+            .where(*latest)
+            .group_by(owner, ObservationRow.status)
+        )
+        for source_id, status, observed_at in rows:
+            statuses.setdefault(source_id, []).append(Status(status))
+            if source_id not in scanned or observed_at > scanned[source_id]:
+                scanned[source_id] = observed_at
+
+        expiry = (
+            select(owner, func.min(CertificateRow.not_after))
+            .join(
+                ObservationCertificateRow,
+                ObservationCertificateRow.observation_id == ObservationRow.id,
+            )
+            .join(
+                CertificateRow,
+                CertificateRow.sha256 == ObservationCertificateRow.certificate_sha256,
+            )
+            .where(*latest)
+            .group_by(owner)
+        )
+        if leaf_only:
+            expiry = expiry.where(ObservationCertificateRow.position == 0)
+        for source_id, not_after in session.execute(expiry):
+            if not_after is not None:
+                soonest[source_id] = not_after
+
+    return {
+        source_id: SourceState(
+            status=worst_status(found),
+            scanned_at=scanned[source_id],
+            not_after=soonest.get(source_id),
+        )
+        for source_id, found in statuses.items()
+    }
+
+
+def find_endpoints(session: Session, endpoint: Endpoint) -> list[EndpointRecord]:
+    """Return the stored endpoints with the identity of `endpoint`, any pinned address.
+
+    The target text does not take part: `www.example.test` and
+    `https://www.example.test/` find the same endpoint.
+    """
+    ids = session.scalars(
+        select(EndpointRow.id)
+        .where(
+            EndpointRow.protocol == endpoint.protocol,
+            EndpointRow.host == endpoint.host,
+            EndpointRow.port == endpoint.port,
+            EndpointRow.server_name == (endpoint.server_name or ""),
+        )
+        .order_by(EndpointRow.address, EndpointRow.id)
+    )
+    records = [get_endpoint(session, endpoint_id) for endpoint_id in ids]
+    return [record for record in records if record is not None]
+
+
+def fingerprints_with_prefix(
+    session: Session, prefix: str, *, limit: int = 10
+) -> list[str]:
+    """Return up to `limit` stored SHA-256 fingerprints starting with `prefix`.
+
+    `prefix` must be lower-case hex digits only, because it goes into a LIKE
+    pattern in which `%` and `_` would be wildcards.
+    """
+    if not prefix or any(char not in "0123456789abcdef" for char in prefix):
+        raise ValueError(f"Invalid fingerprint prefix {prefix!r}: give hex digits.")
+    query = (
+        select(CertificateRow.sha256)
+        .where(CertificateRow.sha256.like(f"{prefix}%"))
+        .order_by(CertificateRow.sha256)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+@dataclass(frozen=True)
+class ServedCertificate:
+    """A leaf certificate seen at one place of a source over some scans.
+
+    `place` is the address of an endpoint or the file of a file source. For
+    a file the leaf is its first certificate.
+    """
+
+    place: str
+    certificate_sha256: str
+    first_seen_at: datetime
+    last_seen_at: datetime
+    current: bool
+
+
+def served_certificates(
+    session: Session,
+    *,
+    endpoint_id: int | None = None,
+    file_source_id: int | None = None,
+) -> list[ServedCertificate]:
+    """Return every leaf a source showed, per place, oldest first.
+
+    Give exactly one of `endpoint_id` and `file_source_id`.
+    """
+    if (endpoint_id is None) == (file_source_id is None):
+        raise ValueError("Give exactly one of endpoint_id and file_source_id.")
+    link = ObservationCertificateRow
+    if endpoint_id is not None:
+        place: Any = ObservationRow.address
+        source = ObservationRow.endpoint_id == endpoint_id
+    else:
+        place = ObservationRow.path
+        source = ObservationRow.file_source_id == file_source_id
+    current = func.max(case((ObservationRow.latest.is_(True), 1), else_=0))
+    query = (
+        select(
+            place,
+            link.certificate_sha256,
+            func.min(ObservationRow.observed_at),
+            func.max(ObservationRow.observed_at),
+            current,
+        )
+        .join(link, link.observation_id == ObservationRow.id)
+        .where(source, link.position == 0, place.is_not(None))
+        .group_by(place, link.certificate_sha256)
+    )
+    served = [
+        ServedCertificate(
+            place=row[0],
+            certificate_sha256=row[1],
+            first_seen_at=row[2],
+            last_seen_at=row[3],
+            current=bool(row[4]),
+        )
+        for row in session.execute(query)
+    ]
+    served.sort(key=lambda item: (item.place, item.first_seen_at))
+    return served

@@ -1,0 +1,282 @@
+"""`certwatch add`, `remove` and `list` against local TLS servers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tests.commands.conftest import (
+    ROOT,
+    Certwatch,
+    StartServer,
+    fresh_leaf,
+    serve,
+    target,
+)
+from tests.servers import closed_port
+
+from certwatch.result import Status
+
+
+def sources_by_target(certwatch: Certwatch, *options: str) -> dict[str, Any]:
+    document = certwatch.json("list", *options)
+    return {
+        source.get("target") or source["path"]: source for source in document["sources"]
+    }
+
+
+def test_add_then_list(certwatch: Certwatch, local_server: StartServer) -> None:
+    leaf = fresh_leaf(days_left=40)
+    server = serve(local_server, leaf)
+
+    outcome = certwatch(
+        "add",
+        target(server),
+        "--tag",
+        "web",
+        "--tag",
+        "prod",
+        "--team",
+        "shop",
+        "--interval",
+        "30m",
+    )
+
+    # The test root is not in certifi and the name does not match, so the
+    # instant report is CRITICAL, with the exit code `check` would give.
+    assert outcome.exit_code == Status.CRITICAL.exit_code, outcome.output
+    assert target(server) in outcome.stdout
+    assert "incomplete_chain" in outcome.stdout
+    assert "1 added, 0 updated" in outcome.stderr
+    listed = sources_by_target(certwatch)
+    assert list(listed) == [target(server)]
+    source = listed[target(server)]
+    assert source["kind"] == "endpoint"
+    assert source["host"] == "127.0.0.1"
+    assert source["port"] == server.port
+    assert source["team"] == "shop"
+    assert source["tags"] == ["prod", "web"]
+    assert source["interval_seconds"] == 1800
+    assert source["status"] == "critical"
+    assert source["days_left"] == 40
+    assert source["not_after"] == leaf.cert.not_valid_after_utc.strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
+    assert source["scanned_at"] is not None
+
+
+def test_add_json_report(certwatch: Certwatch, local_server: StartServer) -> None:
+    leaf = fresh_leaf()
+    server = serve(local_server, leaf)
+
+    outcome = certwatch("add", "--json", target(server))
+
+    assert outcome.exit_code == Status.CRITICAL.exit_code, outcome.output
+    document = json.loads(outcome.stdout)
+    assert document["status"] == "critical"
+    assert document["results"][0]["certificate"]["sha256"] == leaf.sha256
+
+
+def test_add_list_table(certwatch: Certwatch, local_server: StartServer) -> None:
+    server = serve(local_server, fresh_leaf(days_left=20))
+    certwatch("add", "--team", "shop", target(server))
+
+    outcome = certwatch("list")
+
+    assert outcome.exit_code == 0, outcome.output
+    assert "CRITICAL" in outcome.stdout
+    assert target(server) in outcome.stdout
+    assert "shop" in outcome.stdout
+    assert "1 in the inventory match." in outcome.stdout
+
+
+def test_add_twice_updates(certwatch: Certwatch, local_server: StartServer) -> None:
+    server = serve(local_server, fresh_leaf())
+    certwatch("add", target(server), "--team", "shop", "--tag", "web")
+    url = f"https://{target(server)}/health"
+
+    outcome = certwatch("add", url, "--team", "payments", "--interval", "1d")
+
+    assert outcome.exit_code == Status.CRITICAL.exit_code, outcome.output
+    assert "0 added, 1 updated" in outcome.stderr
+    document = certwatch.json("list")
+    assert len(document["sources"]) == 1
+    source = document["sources"][0]
+    assert source["target"] == url
+    assert source["team"] == "payments"
+    assert source["tags"] == ["web"]
+    assert source["interval_seconds"] == 86400
+
+
+def test_add_default_interval_from_environment(
+    certwatch: Certwatch, local_server: StartServer
+) -> None:
+    first = serve(local_server, fresh_leaf())
+    second = serve(local_server, fresh_leaf())
+    certwatch("add", target(first))
+    certwatch("add", target(second), env={"CERTWATCH_DEFAULT_INTERVAL": "2h"})
+
+    listed = sources_by_target(certwatch)
+
+    assert listed[target(first)]["interval_seconds"] == 6 * 3600
+    assert listed[target(second)]["interval_seconds"] == 2 * 3600
+
+
+def test_add_invalid_interval(certwatch: Certwatch) -> None:
+    outcome = certwatch("add", "www.example.test", "--interval", "6 hours")
+
+    assert outcome.exit_code == 2
+    assert "Invalid duration '6 hours'" in outcome.stderr
+    assert certwatch.json("list")["sources"] == []
+
+
+def test_add_invalid_target_stores_nothing(certwatch: Certwatch) -> None:
+    outcome = certwatch("add", "www.example.test", "https://[::1")
+
+    assert outcome.exit_code == 2
+    assert "https://[::1" in outcome.stderr
+    assert certwatch.json("list")["sources"] == []
+
+
+def test_add_tag_with_separator(certwatch: Certwatch) -> None:
+    outcome = certwatch("add", "www.example.test", "--tag", "web;prod")
+
+    assert outcome.exit_code == 2
+    assert "Invalid tag 'web;prod'" in outcome.stderr
+
+
+def test_add_file_path(certwatch: Certwatch, tmp_path: Path) -> None:
+    leaf = fresh_leaf(days_left=25)
+    path = tmp_path / "site.pem"
+    path.write_bytes(leaf.pem)
+
+    outcome = certwatch("add", str(path), "--tag", "disk")
+
+    assert outcome.exit_code != 0
+    assert str(path) in outcome.stdout
+    listed = sources_by_target(certwatch)
+    source = listed[str(path)]
+    assert source["kind"] == "file"
+    assert source["tags"] == ["disk"]
+    assert source["days_left"] == 25
+    assert source["status"] in {"warning", "critical"}
+
+
+def test_add_missing_file(certwatch: Certwatch, tmp_path: Path) -> None:
+    missing = tmp_path / "gone.pem"
+
+    outcome = certwatch("add", str(missing))
+
+    assert outcome.exit_code == 2
+    assert f"File or folder '{missing}' not found" in outcome.stderr
+    assert certwatch.json("list")["sources"] == []
+
+
+def test_add_refused_is_unknown(certwatch: Certwatch) -> None:
+    with closed_port() as port:
+        outcome = certwatch("add", f"127.0.0.1:{port}")
+
+    assert outcome.exit_code == Status.UNKNOWN.exit_code, outcome.output
+    assert "connection_refused" in outcome.stdout
+    source = certwatch.json("list")["sources"][0]
+    assert source["status"] == "unknown"
+    assert source["days_left"] is None
+
+
+def test_remove_endpoint_and_file(
+    certwatch: Certwatch, local_server: StartServer, tmp_path: Path
+) -> None:
+    kept = serve(local_server, fresh_leaf())
+    removed = serve(local_server, fresh_leaf())
+    path = tmp_path / "site.pem"
+    path.write_bytes(fresh_leaf().pem)
+    certwatch("add", target(kept), target(removed), str(path))
+
+    outcome = certwatch("remove", f"https://{target(removed)}/", str(path))
+
+    assert outcome.exit_code == 0, outcome.output
+    assert "Removed 2" in outcome.stdout
+    assert list(sources_by_target(certwatch)) == [target(kept)]
+
+
+def test_remove_unknown_removes_nothing(
+    certwatch: Certwatch, local_server: StartServer
+) -> None:
+    server = serve(local_server, fresh_leaf())
+    certwatch("add", target(server))
+
+    outcome = certwatch("remove", target(server), "nowhere.example.test")
+
+    assert outcome.exit_code == 1
+    assert "Not in the inventory: 'nowhere.example.test'" in outcome.stderr
+    assert list(sources_by_target(certwatch)) == [target(server)]
+
+
+def test_list_filters(certwatch: Certwatch, local_server: StartServer) -> None:
+    soon = serve(local_server, fresh_leaf(days_left=10))
+    later = serve(local_server, fresh_leaf(days_left=200))
+    certwatch("add", target(soon), "--tag", "web", "--tag", "prod")
+    certwatch("add", target(later), "--tag", "web")
+    with closed_port() as port:
+        refused = f"127.0.0.1:{port}"
+        certwatch("add", refused, "--tag", "prod")
+
+    expiring = sources_by_target(certwatch, "--expiring", "30")
+    tagged = sources_by_target(certwatch, "--tag", "web")
+    both_tags = sources_by_target(certwatch, "--tag", "web", "--tag", "prod")
+    unknown = sources_by_target(certwatch, "--status", "unknown")
+    critical = sources_by_target(certwatch, "--status", "critical")
+    everything = certwatch.json("list")
+
+    assert list(expiring) == [target(soon)]
+    assert list(tagged) == [target(soon), target(later)]
+    assert list(both_tags) == [target(soon)]
+    assert list(unknown) == [refused]
+    assert list(critical) == [target(soon), target(later)]
+    # Soonest not_after first, sources without a certificate last.
+    targets = [source["target"] for source in everything["sources"]]
+    assert targets == [target(soon), target(later), refused]
+
+
+def test_list_expiring_includes_boundary(
+    certwatch: Certwatch, local_server: StartServer
+) -> None:
+    server = serve(local_server, fresh_leaf(days_left=30))
+    certwatch("add", target(server))
+
+    assert list(sources_by_target(certwatch, "--expiring", "31")) == [target(server)]
+    assert list(sources_by_target(certwatch, "--expiring", "30")) == []
+
+
+def test_list_invalid_status(certwatch: Certwatch) -> None:
+    outcome = certwatch("list", "--status", "broken")
+
+    assert outcome.exit_code == 2
+    assert "'broken' is not one of" in outcome.stderr
+
+
+def test_add_with_ca_file_is_ok(
+    certwatch: Certwatch, local_server: StartServer, tmp_path: Path
+) -> None:
+    leaf = fresh_leaf("www.example.test", ip_addresses=("127.0.0.1",))
+    server = serve(local_server, leaf)
+    roots = tmp_path / "root.pem"
+    roots.write_bytes(ROOT.pem)
+
+    outcome = certwatch(
+        "add", target(server), "--ca-file", str(roots), "--only-ca-file"
+    )
+
+    assert outcome.exit_code == Status.OK.exit_code, outcome.output
+    assert "OK" in outcome.stdout
+
+
+def test_add_missing_ca_file(certwatch: Certwatch, tmp_path: Path) -> None:
+    missing = tmp_path / "missing-root.pem"
+
+    outcome = certwatch("add", "www.example.test", "--ca-file", str(missing))
+
+    assert outcome.exit_code == 2
+    assert str(missing) in outcome.stderr
+    assert certwatch.json("list")["sources"] == []

@@ -1,0 +1,233 @@
+"""`certwatch import` and `certwatch export`, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.commands.conftest import Certwatch
+
+INVENTORY_CSV = (
+    "target,host,port,protocol,server_name,address,path,team,tags,interval,"
+    "enabled,notes\n"
+    "www.example.test,,,,,,,shop,web;prod,30m,true,front page\n"
+    ',api.example.test,8443,https,,,,payments,api,6h,,"rotated by hand,\n'
+    'see the runbook"\n'
+    "https://pinned.example.test/health,,,,,192.0.2.10,,shop,,1d,false,\n"
+    ",2001:db8::5,443,,sni.example.test,,,,,,,\n"
+    ",,,,,,/etc/ssl/certs/site.pem,ops,disk,12h,,\n"
+)
+
+
+def write(tmp_path: Path, text: str, name: str = "inventory.csv") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.encode())
+    return path
+
+
+def endpoints_by_target(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {entry["target"]: entry for entry in document["endpoints"]}
+
+
+def exported(certwatch: Certwatch) -> dict[str, Any]:
+    outcome = certwatch("export", "--format", "json")
+    assert outcome.exit_code == 0, outcome.output
+    document: dict[str, Any] = json.loads(outcome.stdout)
+    return document
+
+
+def test_import_csv(certwatch: Certwatch, tmp_path: Path) -> None:
+    outcome = certwatch("import", str(write(tmp_path, INVENTORY_CSV)))
+
+    assert outcome.exit_code == 0, outcome.output
+    assert "5 added, 0 updated" in outcome.stdout
+    document = exported(certwatch)
+    endpoints = endpoints_by_target(document)
+    assert set(endpoints) == {
+        "www.example.test",
+        "api.example.test:8443",
+        "https://pinned.example.test/health",
+        "[2001:db8::5]",
+    }
+    front = endpoints["www.example.test"]
+    assert front["team"] == "shop"
+    assert front["tags"] == ["prod", "web"]
+    assert front["interval_seconds"] == 1800
+    assert front["notes"] == "front page"
+    api = endpoints["api.example.test:8443"]
+    assert api["host"] == "api.example.test"
+    assert api["port"] == 8443
+    assert api["notes"] == "rotated by hand,\nsee the runbook"
+    pinned = endpoints["https://pinned.example.test/health"]
+    assert pinned["address"] == "192.0.2.10"
+    assert pinned["enabled"] is False
+    sni = endpoints["[2001:db8::5]"]
+    assert sni["host"] == "2001:db8::5"
+    assert sni["server_name"] == "sni.example.test"
+    assert sni["team"] == "default"
+    assert sni["interval_seconds"] == 6 * 3600
+    [file_source] = document["file_sources"]
+    assert file_source["path"] == "/etc/ssl/certs/site.pem"
+    assert file_source["team"] == "ops"
+
+
+def test_import_lists_never_scanned_as_unknown(
+    certwatch: Certwatch, tmp_path: Path
+) -> None:
+    certwatch("import", str(write(tmp_path, "host,port\nwww.example.test,443\n")))
+
+    [source] = certwatch.json("list", "--status", "unknown")["sources"]
+
+    assert source["target"] == "www.example.test"
+    assert source["status"] is None
+    assert source["scanned_at"] is None
+
+
+def test_import_again_updates(certwatch: Certwatch, tmp_path: Path) -> None:
+    path = write(tmp_path, INVENTORY_CSV)
+    certwatch("import", str(path))
+
+    outcome = certwatch("import", str(path))
+
+    assert outcome.exit_code == 0, outcome.output
+    assert "0 added, 5 updated" in outcome.stdout
+    assert len(exported(certwatch)["endpoints"]) == 4
+
+
+def test_import_errors_import_nothing(certwatch: Certwatch, tmp_path: Path) -> None:
+    text = (
+        "host,port,team,tags,interval,notes\n"  # line 1
+        "good.example.test,443,shop,web,6h,fine\n"  # line 2
+        "bad port.example.test,443,,,,\n"  # line 3
+        "www.example.test,70000,,,,\n"  # line 4
+        'notes.example.test,443,,,,"two\nlines"\n'  # lines 5 and 6
+        "slow.example.test,443,,,6 hours,\n"  # line 7
+        "\n"  # line 8, blank
+        "good.example.test,443,,,,\n"  # line 9, same as line 2
+    )
+    path = write(tmp_path, text)
+
+    outcome = certwatch("import", str(path))
+
+    assert outcome.exit_code == 1
+    errors = outcome.stderr
+    assert f"{path}:3: Invalid" in errors
+    assert "'bad port.example.test'" in errors
+    assert f"{path}:4: Invalid port '70000': use 1 to 65535." in errors
+    assert f"{path}:7: Invalid duration '6 hours'" in errors
+    assert f"{path}:9: Same endpoint as line 2" in errors
+    assert f"{path}:2:" not in errors
+    assert f"{path}:5:" not in errors
+    assert "4 rows are invalid" in errors
+    assert "nothing was imported" in errors
+    assert exported(certwatch)["endpoints"] == []
+
+
+def test_import_unknown_column_warns(certwatch: Certwatch, tmp_path: Path) -> None:
+    path = write(tmp_path, "host,owner,team\nwww.example.test,alice,shop\n")
+
+    outcome = certwatch("import", str(path))
+
+    assert outcome.exit_code == 0, outcome.output
+    assert "Warning" in outcome.stderr
+    assert "ignoring unknown column 'owner'" in outcome.stderr
+    [endpoint] = exported(certwatch)["endpoints"]
+    assert endpoint["team"] == "shop"
+
+
+def test_import_bom_crlf_semicolons(certwatch: Certwatch, tmp_path: Path) -> None:
+    text = '\ufeffHost;Port;Tags\r\nwww.example.test;8443;"web;prod"\r\n'
+    path = write(tmp_path, text)
+
+    outcome = certwatch("import", str(path))
+
+    assert outcome.exit_code == 0, outcome.output
+    [endpoint] = exported(certwatch)["endpoints"]
+    assert endpoint["host"] == "www.example.test"
+    assert endpoint["port"] == 8443
+    assert endpoint["tags"] == ["prod", "web"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param("", "The CSV file is empty", id="empty"),
+        pytest.param(
+            "owner,notes\nalice,x\n", "names none of the columns", id="no-key"
+        ),
+        pytest.param(
+            "host,host\na.test,b.test\n", "names host more than once", id="dup"
+        ),
+        pytest.param("host\n", "has a header but no rows", id="no-rows"),
+    ],
+)
+def test_import_unusable_file(
+    certwatch: Certwatch, tmp_path: Path, text: str, message: str
+) -> None:
+    outcome = certwatch("import", str(write(tmp_path, text)))
+
+    assert outcome.exit_code == 1
+    assert message in outcome.stderr
+
+
+def test_import_not_utf8(certwatch: Certwatch, tmp_path: Path) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("host,notes\nwww.example.test,caf\xe9\n".encode("latin-1"))
+
+    outcome = certwatch("import", str(path))
+
+    assert outcome.exit_code == 1
+    assert "is not UTF-8 text" in outcome.stderr
+
+
+def test_import_invalid_json(certwatch: Certwatch, tmp_path: Path) -> None:
+    document = {"version": 1, "endpoints": [{"target": "x", "port": 0}]}
+    path = write(tmp_path, json.dumps(document), name="inventory.json")
+
+    outcome = certwatch("import", str(path))
+
+    assert outcome.exit_code == 1
+    assert "Invalid port 0" in outcome.stderr
+    assert "Nothing was imported" in outcome.stderr
+
+
+@pytest.mark.parametrize("output_format", ["csv", "json"])
+def test_export_import_round_trip(
+    certwatch: Certwatch,
+    other_certwatch: Certwatch,
+    tmp_path: Path,
+    output_format: str,
+) -> None:
+    certwatch("import", str(write(tmp_path, INVENTORY_CSV)))
+    before = exported(certwatch)
+    outcome = certwatch("export", "--format", output_format)
+    assert outcome.exit_code == 0, outcome.output
+    path = write(tmp_path, outcome.stdout, name=f"export.{output_format}")
+
+    imported = other_certwatch("import", str(path))
+
+    assert imported.exit_code == 0, imported.output
+    assert "5 added, 0 updated" in imported.stdout
+    after = exported(other_certwatch)
+    assert after["endpoints"] == before["endpoints"]
+    assert after["file_sources"] == before["file_sources"]
+    assert after["teams"] == before["teams"]
+
+
+def test_export_csv_columns(certwatch: Certwatch, tmp_path: Path) -> None:
+    certwatch("import", str(write(tmp_path, INVENTORY_CSV)))
+
+    outcome = certwatch("export")
+
+    lines = outcome.stdout.splitlines()
+    assert lines[0] == (
+        "target,host,port,protocol,server_name,address,path,team,tags,interval,"
+        "enabled,notes"
+    )
+    assert (
+        "www.example.test,www.example.test,443,https,,,,shop,prod;web,30m,true,"
+        "front page" in lines
+    )
+    assert ",,,,,,/etc/ssl/certs/site.pem,ops,disk,12h,true," in lines
