@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-from certwatch.errors import TargetError
+from certwatch.arguments import InvalidTarget
 from certwatch.parallel import AnalysisPool, worker_count
 from certwatch.probe.endpoint import probe_many
 from certwatch.probe.model import ErrorReason, ProbeError, ProbeResult, ProbeSettings
@@ -35,14 +35,6 @@ CLIENT_CERTIFICATE_FINDING = Finding(
         "was still obtained."
     ),
 )
-
-
-@dataclass(frozen=True)
-class InvalidTarget:
-    """A target string that could not be parsed, kept so it is reported."""
-
-    text: str
-    error: TargetError
 
 
 # Below this many endpoints a run analyses on the event loop: starting worker

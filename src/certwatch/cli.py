@@ -17,21 +17,22 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from certwatch import __version__
+from certwatch.arguments import classify_items
 from certwatch.check import (
-    InvalidTarget,
     check_endpoints,
     check_paths,
     result_from_invalid_target,
 )
-from certwatch.errors import CertwatchError, TargetError, ThresholdError
+from certwatch.errors import CertwatchError, ThresholdError
 from certwatch.probe.model import ProbeSettings
 from certwatch.probe.resolve import PinnedResolver, Resolver, SystemResolver
+from certwatch.report.console import stdout_console
 from certwatch.report.json import render_document
 from certwatch.report.nagios import render_status_line
 from certwatch.report.table import print_table
 from certwatch.result import Result, Status, worst_status
 from certwatch.sources.files import FileProblem
-from certwatch.targets import Endpoint, parse_resolve, parse_target
+from certwatch.targets import Endpoint, parse_resolve
 from certwatch.truststore import load_roots
 from certwatch.x509.expiry import parse_threshold, threshold_days
 from certwatch.x509.model import AnalysisPolicy, Thresholds
@@ -43,10 +44,6 @@ USAGE_ERROR_EXIT = Status.UNKNOWN.exit_code
 
 # Show a progress bar on a terminal once a run has this many endpoints.
 PROGRESS_MIN_ENDPOINTS = 5
-
-# Rich assumes 80 columns when stdout is not a terminal, which folds long
-# names and paths into unreadable cells in files and pagers.
-PIPED_TABLE_WIDTH = 200
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -228,54 +225,6 @@ def read_target_lines(handle: TextIO) -> list[str]:
     return targets
 
 
-def classify_items(
-    texts: Sequence[str],
-) -> tuple[list[str], list[Endpoint], list[InvalidTarget]]:
-    """Split arguments into certificate paths, endpoints and invalid targets.
-
-    A target or path given twice is checked once.
-    """
-    paths: dict[str, None] = {}
-    endpoints: dict[Endpoint, None] = {}
-    invalid: list[InvalidTarget] = []
-    seen_targets: set[tuple[str, str, int, str | None]] = set()
-    for text in dict.fromkeys(texts):
-        if _looks_like_path(text):
-            paths[text] = None
-            continue
-        try:
-            endpoint = parse_target(text)
-        except TargetError as exc:
-            invalid.append(InvalidTarget(text, exc))
-            continue
-        # `www.example.test` and `www.example.test:443` are the same endpoint.
-        key = (endpoint.protocol, endpoint.host, endpoint.port, endpoint.server_name)
-        if key not in seen_targets:
-            seen_targets.add(key)
-            endpoints[endpoint] = None
-    return list(paths), list(endpoints), invalid
-
-
-# File name endings that mark an argument as a certificate file even when the
-# file does not exist, so a typo reports "not found" rather than a DNS error.
-CERTIFICATE_SUFFIXES = (".pem", ".crt", ".cer", ".der", ".p7b", ".p7c", ".p12", ".pfx")
-
-
-def _looks_like_path(text: str) -> bool:
-    if "://" in text:
-        return False
-    # A host name never contains a slash, so `certs/site.pem` is a path too.
-    if "/" in text or text.startswith("~"):
-        return True
-    if text.lower().endswith(CERTIFICATE_SUFFIXES):
-        return True
-    try:
-        return Path(text).expanduser().exists()
-    except (OSError, ValueError):
-        # Too long for a file name, or contains a NUL byte, so not a path.
-        return False
-
-
 def _parse_thresholds(
     warning_text: str | None, critical_text: str | None
 ) -> Thresholds:
@@ -360,25 +309,7 @@ def _print_report(
             )
         )
     else:
-        print_table(results, _stdout_console(), skipped=skipped)
-
-
-class _ReportConsole(Console):
-    """A console that lets a closed pipe reach the command's own handler.
-
-    Rich 13 to 15 turn a broken pipe into `SystemExit(1)`, which would replace
-    the exit code that carries the verdict.
-    """
-
-    def on_broken_pipe(self) -> None:
-        raise BrokenPipeError
-
-
-def _stdout_console() -> Console:
-    """Return a console for the table; piped output gets a wide fixed width."""
-    if sys.stdout.isatty():
-        return _ReportConsole()
-    return _ReportConsole(width=PIPED_TABLE_WIDTH)
+        print_table(results, stdout_console(), skipped=skipped)
 
 
 def _threshold_days(result: Result, thresholds: Thresholds) -> tuple[int, int] | None:

@@ -30,14 +30,12 @@ from certwatch.commands.output import (
     days_until,
     echo_json,
     minute,
-    plain,
-    short_name,
-    stdout_console,
     timestamp,
 )
 from certwatch.commands.queries import fingerprints_with_prefix
 from certwatch.commands.store import open_store
-from certwatch.report.table import SEVERITY_STYLES
+from certwatch.report.console import stdout_console
+from certwatch.report.table import SEVERITY_STYLES, plain_text, short_name
 from certwatch.store.deployments import (
     CertificateSummary,
     DeployedCertificate,
@@ -359,8 +357,8 @@ def _print_certificates(placed: Sequence[PlacedCertificate], now: datetime) -> N
         table.add_row(
             days_cell(days_until(summary.not_after, now)),
             Text(minute(summary.not_after)),
-            plain("\n".join(certificate_names(summary)) or "-"),
-            plain(short_name(summary.issuer)),
+            plain_text("\n".join(certificate_names(summary)) or "-"),
+            plain_text(short_name(summary.issuer)),
             Text(summary.sha256[:16]),
             _places_cell(item),
         )
@@ -372,7 +370,7 @@ def _print_certificates(placed: Sequence[PlacedCertificate], now: datetime) -> N
             label = Text(f"{item.finding.severity.label} {item.finding.code}: ")
             label.stylize(SEVERITY_STYLES[item.finding.severity])
             line.append(label)
-            line.append(plain(item.finding.message))
+            line.append(plain_text(item.finding.message))
             console.print(line)
     count = len(placed)
     console.print(Text(f"{count} certificate{'s' * (count != 1)}.", style="dim"))
@@ -383,7 +381,7 @@ def _places_cell(item: PlacedCertificate) -> Text:
     for index, deployment in enumerate(item.deployments):
         if index:
             cell.append("\n")
-        cell.append(plain(_place(deployment)))
+        cell.append(plain_text(_place(deployment)))
         if deployment.position > 0 and deployment.file_source_id is None:
             cell.append(f" [chain #{deployment.position}]", style="dim")
         if item.is_stale(deployment):

@@ -23,9 +23,6 @@ from certwatch.commands.output import (
     closed_pipe_ignored,
     echo_json,
     minute,
-    plain,
-    short_name,
-    stdout_console,
     timestamp,
 )
 from certwatch.commands.queries import (
@@ -34,6 +31,8 @@ from certwatch.commands.queries import (
     served_certificates,
 )
 from certwatch.commands.store import open_store
+from certwatch.report.console import stdout_console
+from certwatch.report.table import plain_text, short_name
 from certwatch.store.changes import CertificateChange, list_changes
 from certwatch.store.deployments import CertificateSummary, certificate_summaries
 from certwatch.store.inventory import InventoryFilter, list_file_sources
@@ -193,7 +192,7 @@ def _change_document(change: CertificateChange, place: str) -> dict[str, Any]:
 
 
 def _print_history(history: SourceHistory, console: Console) -> None:
-    console.print(plain(history.target, style="bold"))
+    console.print(plain_text(history.target, style="bold"))
     if not history.served:
         console.print(Text("  No certificate seen yet.", style="dim"))
         return
@@ -211,10 +210,10 @@ def _print_history(history: SourceHistory, console: Console) -> None:
         summary = history.certificates.get(item.certificate_sha256)
         last_seen = minute(item.last_seen_at) + (" (now)" if item.current else "")
         table.add_row(
-            plain(item.place),
+            plain_text(item.place),
             Text(item.certificate_sha256[:16]),
-            plain(", ".join(certificate_names(summary)) if summary else "-"),
-            plain(short_name(summary.issuer) if summary else "-"),
+            plain_text(", ".join(certificate_names(summary)) if summary else "-"),
+            plain_text(short_name(summary.issuer) if summary else "-"),
             Text(minute(summary.not_after if summary else None)),
             Text(minute(item.first_seen_at)),
             Text(last_seen),
@@ -232,13 +231,13 @@ def _print_changes(changes: Sequence[CertificateChange], console: Console) -> No
     for change in changes:
         where = change.address if change.address is not None else change.path
         console.print(
-            plain(
+            plain_text(
                 f"  {minute(change.detected_at)} at {where}: "
                 f"{change.old_sha256[:16]} -> {change.new_sha256[:16]}"
             )
         )
         for line in describe_change(change):
-            console.print(plain(f"    {line}"))
+            console.print(plain_text(f"    {line}"))
 
 
 def describe_change(change: CertificateChange) -> list[str]:

@@ -20,19 +20,17 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.orm import Session
 
+from certwatch.arguments import classify_items
 from certwatch.check import check_endpoints, check_paths
 from certwatch.commands.output import (
     INVENTORY_SCHEMA_VERSION,
-    cli_module,
     closed_pipe_ignored,
     days_cell,
     days_until,
     echo_json,
     format_interval,
     minute,
-    plain,
     status_cell,
-    stdout_console,
     timestamp,
 )
 from certwatch.commands.queries import (
@@ -51,8 +49,9 @@ from certwatch.monitor.settings import (
     parse_duration,
 )
 from certwatch.probe.resolve import SystemResolver
+from certwatch.report.console import stdout_console
 from certwatch.report.json import render_document
-from certwatch.report.table import print_table
+from certwatch.report.table import plain_text, print_table
 from certwatch.result import Result, Status, worst_status
 from certwatch.sources.files import FileProblem
 from certwatch.store.changes import insert_changes
@@ -99,7 +98,7 @@ def parse_sources(texts: Sequence[str], *, paths_must_exist: bool) -> Sources:
         click.UsageError: a target is invalid, or a path is missing when
             `paths_must_exist` is set; the message lists every such argument.
     """
-    paths, endpoints, invalid = cli_module().classify_items(texts)
+    paths, endpoints, invalid = classify_items(texts)
     problems = [str(item.error) for item in invalid]
     absolute = []
     for given in paths:
@@ -546,9 +545,9 @@ def _print_list(listed: Sequence[ListedSource], now: datetime) -> None:
             status_cell(None if state is None else state.status),
             days_cell(days_until(source.not_after, now)),
             Text(minute(source.not_after)),
-            plain(_target_label(source)),
-            plain(record.team),
-            plain(", ".join(record.tags) or "-"),
+            plain_text(_target_label(source)),
+            plain_text(record.team),
+            plain_text(", ".join(record.tags) or "-"),
             Text(interval if record.enabled else f"{interval} (disabled)"),
             Text("never" if state is None else minute(state.scanned_at)),
         )

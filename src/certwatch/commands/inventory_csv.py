@@ -16,7 +16,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from certwatch.commands.output import cli_module, format_interval
+from certwatch.arguments import looks_like_path
+from certwatch.commands.output import format_interval
 from certwatch.errors import CertwatchError
 from certwatch.monitor.settings import parse_duration
 from certwatch.store.inventory import (
@@ -215,7 +216,7 @@ def _entry(line: int, cells: dict[str, str]) -> CsvEntry:
 
 
 def _looks_like_path(text: str) -> bool:
-    return bool(text) and bool(cli_module()._looks_like_path(text))
+    return bool(text) and looks_like_path(text)
 
 
 def _endpoint_from_target(cells: dict[str, str]) -> Endpoint:

@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from certwatch.commands.inventory import parse_sources
-from certwatch.commands.output import closed_pipe_ignored, stdout_console
+from certwatch.commands.output import closed_pipe_ignored
 from certwatch.commands.queries import find_endpoints
 from certwatch.commands.store import open_store
 from certwatch.errors import CertwatchError
@@ -32,6 +32,7 @@ from certwatch.monitor.cycle import DUE, CycleReport, Selection, run_cycle
 from certwatch.monitor.serve import serve as serve_forever
 from certwatch.monitor.settings import MonitorSettings, SettingsError, load_settings
 from certwatch.probe.model import ProbeSettings
+from certwatch.report.console import stdout_console
 from certwatch.report.table import print_table
 from certwatch.store.leases import enabled_source_ids
 from certwatch.store.models import FileSourceRow

@@ -8,14 +8,12 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from types import ModuleType
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.text import Text
 
-from certwatch.report.table import STATUS_STYLES, _plain, _short_name
+from certwatch.report.table import STATUS_STYLES
 from certwatch.result import Status
 from certwatch.store.deployments import CertificateSummary
 from certwatch.x509.facts import days_left
@@ -23,23 +21,6 @@ from certwatch.x509.facts import days_left
 # JSON documents of the inventory commands carry this version; it changes
 # only when a field is renamed or removed.
 INVENTORY_SCHEMA_VERSION = 1
-
-
-def cli_module() -> ModuleType:
-    """Return `certwatch.cli`, imported when first needed.
-
-    `certwatch.cli` imports the inventory commands at its end to register
-    them, so importing it while those modules load would be circular.
-    """
-    from certwatch import cli
-
-    return cli
-
-
-def stdout_console() -> Console:
-    """Return the console `certwatch check` prints its table on."""
-    console: Console = cli_module()._stdout_console()
-    return console
 
 
 @contextmanager
@@ -85,16 +66,6 @@ def status_cell(status: Status | None) -> Text:
     if status is None:
         return Text("NOT SCANNED", style="dim")
     return Text(status.value.upper(), style=STATUS_STYLES[status])
-
-
-def plain(text: str, style: str = "") -> Text:
-    """Return `text` as literal Rich text with control characters escaped."""
-    return _plain(text, style)
-
-
-def short_name(name: str | None) -> str:
-    """Return the CN of an RFC 4514 name, the whole name without one."""
-    return _short_name(name)
 
 
 def format_interval(interval: timedelta) -> str:

@@ -68,7 +68,7 @@ def print_table(
         if more > 0:
             names += f" and {more} more"
         console.print(
-            _plain(
+            plain_text(
                 f"Skipped {len(skipped)} files without certificates in folders: "
                 f"{names}.",
                 style="dim",
@@ -86,8 +86,8 @@ def _row(result: Result) -> list[Text]:
     if leaf is not None:
         if leaf.not_after is not None:
             not_after = leaf.not_after.strftime("%Y-%m-%d %H:%M")
-        subject = leaf.common_name or _short_name(leaf.subject)
-        issuer = _short_name(leaf.issuer)
+        subject = leaf.common_name or short_name(leaf.subject)
+        issuer = short_name(leaf.issuer)
     if result.error is not None and result.report is None:
         findings = Text(result.error.reason, style="magenta")
     else:
@@ -98,25 +98,27 @@ def _row(result: Result) -> list[Text]:
         status,
         Text(days),
         Text(not_after),
-        _plain(result.target),
-        _plain(_where(result)),
-        _plain(subject),
-        _plain(issuer),
+        plain_text(result.target),
+        plain_text(_where(result)),
+        plain_text(subject),
+        plain_text(issuer),
         findings,
     ]
 
 
 def _print_details(result: Result, console: Console) -> None:
-    heading = _plain(f"{result.target} ({_where(result)})", style="bold")
+    heading = plain_text(f"{result.target} ({_where(result)})", style="bold")
     console.print(heading)
     if result.error is not None:
         console.print(
-            _plain(f"  {result.error.reason}: {result.error.message}", style="magenta")
+            plain_text(
+                f"  {result.error.reason}: {result.error.message}", style="magenta"
+            )
         )
     for finding in result.findings:
         line = Text(f"  {finding.severity.label} {finding.code}: ")
         line.stylize(SEVERITY_STYLES[finding.severity])
-        line.append(_plain(finding.message))
+        line.append(plain_text(finding.message))
         console.print(line)
 
 
@@ -125,7 +127,7 @@ def _print_details(result: Result, console: Console) -> None:
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-def _plain(text: str, style: str = "") -> Text:
+def plain_text(text: str, style: str = "") -> Text:
     """Return `text` as literal Rich text with control characters escaped."""
     escaped = _CONTROL_CHARACTERS.sub(
         lambda match: match.group().encode("unicode_escape").decode("ascii"), text
@@ -143,7 +145,7 @@ def _where(result: Result) -> str:
     return where or "-"
 
 
-def _short_name(name: str | None) -> str:
+def short_name(name: str | None) -> str:
     """Return the CN of an RFC 4514 name, or the whole name without one."""
     if not name:
         return "-"
