@@ -280,3 +280,16 @@ def test_add_missing_ca_file(certwatch: Certwatch, tmp_path: Path) -> None:
     assert outcome.exit_code == 2
     assert str(missing) in outcome.stderr
     assert certwatch.json("list")["sources"] == []
+
+
+def test_add_schedules_next_scan_after_interval(
+    certwatch: Certwatch, local_server: StartServer
+) -> None:
+    server = serve(local_server, fresh_leaf(days_left=40))
+
+    certwatch("add", target(server), "--interval", "30m")
+    outcome = certwatch("run", "--once")
+
+    # The scan made by `add` counts, so the new endpoint is not due yet.
+    assert outcome.exit_code == 0, outcome.output
+    assert server.accepted == 1

@@ -13,6 +13,7 @@ from tests.store.builders import LATER, NOW, endpoint
 
 from certwatch.store.database import create_store_engine
 from certwatch.store.inventory import (
+    DEFAULT_INTERVAL,
     SourceSettings,
     get_endpoint,
     upsert_endpoint,
@@ -118,7 +119,7 @@ def test_release_reschedules_with_interval(session: Session) -> None:
 
     assert released == 1
     assert stored is not None
-    assert stored.schedule.next_scan_at == finished + timedelta(hours=1)
+    assert stored.schedule.next_scan_at == finished + DEFAULT_INTERVAL
     assert stored.schedule.last_scanned_at == NOW
     assert stored.schedule.lease_expires_at is None
     assert stored.schedule.consecutive_failures == 0

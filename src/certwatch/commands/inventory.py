@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -69,7 +70,9 @@ from certwatch.store.inventory import (
     upsert_endpoint,
     upsert_file_source,
 )
+from certwatch.store.leases import claim_endpoints, claim_file_sources
 from certwatch.store.observations import CompletedScan, record_observations
+from certwatch.store.schedule import Release, release
 from certwatch.targets import Endpoint
 from certwatch.truststore import load_roots
 from certwatch.x509.model import AnalysisPolicy
@@ -254,6 +257,7 @@ def add_command(
             changes = detect_changes(session, scans, window=monitor.change_window)
             record_observations(session, scans)
             insert_changes(session, changes)
+            _reschedule(session, scans, monitor, now)
 
     with closed_pipe_ignored():
         if as_json:
@@ -332,6 +336,35 @@ def _probe(
 
 async def _collect(stream: AsyncIterator[Result]) -> list[Result]:
     return [result async for result in stream]
+
+
+def _reschedule(
+    session: Session,
+    scans: Sequence[CompletedScan],
+    monitor: MonitorSettings,
+    now: datetime,
+) -> None:
+    """Set each checked source's next scan from `now`, as a cycle would.
+
+    A new source is due at once, so without this the next cycle would scan
+    it again right after `add`. A source that a running cycle holds under
+    its lease is left to that cycle.
+    """
+    by_endpoint = {s.endpoint_id: s for s in scans if s.endpoint_id is not None}
+    by_file = {s.file_source_id: s for s in scans if s.file_source_id is not None}
+    releases = [
+        Release(claim, now, by_endpoint[claim.endpoint_id].failed)
+        for claim in claim_endpoints(
+            session, list(by_endpoint), now=now, lease=monitor.lease
+        )
+    ]
+    releases += [
+        Release(claim, now, by_file[claim.file_source_id].failed)
+        for claim in claim_file_sources(
+            session, list(by_file), now=now, lease=monitor.lease
+        )
+    ]
+    release(session, releases, now=now, policy=monitor.schedule, rng=random.Random())
 
 
 def _completed_scans(

@@ -28,7 +28,7 @@ from certwatch.store.models import (
 )
 from certwatch.targets import Endpoint
 
-DEFAULT_INTERVAL = timedelta(hours=1)
+DEFAULT_INTERVAL = timedelta(hours=6)
 """How often a source is scanned when no interval is given."""
 
 MAX_TAG_LENGTH = 100
