@@ -184,3 +184,18 @@ def test_where_file_source(certwatch: Certwatch, tmp_path: Path) -> None:
     [place] = by_sha256(document)[leaf.sha256]["deployments"]
     assert place["kind"] == "file"
     assert place["path"] == str(path)
+
+
+def test_certificates_table_one_name_per_line(
+    certwatch: Certwatch, tmp_path: Path
+) -> None:
+    path = tmp_path / "site.pem"
+    path.write_bytes(fresh_leaf("www.example.test", "example.test").pem)
+    certwatch("add", str(path))
+
+    outcome = certwatch("certificates")
+
+    assert outcome.exit_code == 0, outcome.output
+    assert "\\n" not in outcome.stdout
+    assert "www.example.test" in outcome.stdout
+    assert "example.test" in outcome.stdout.replace("www.example.test", "")

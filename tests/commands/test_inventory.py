@@ -293,3 +293,17 @@ def test_add_schedules_next_scan_after_interval(
     # The scan made by `add` counts, so the new endpoint is not due yet.
     assert outcome.exit_code == 0, outcome.output
     assert server.accepted == 1
+
+
+def test_remove_ip_endpoint_with_server_name(
+    certwatch: Certwatch, tmp_path: Path
+) -> None:
+    spreadsheet = tmp_path / "hosts.csv"
+    spreadsheet.write_text("host,port,server_name\n127.0.0.1,8443,www.example.test\n")
+    imported = certwatch("import", str(spreadsheet))
+    assert imported.exit_code == 0, imported.output
+
+    outcome = certwatch("remove", "127.0.0.1:8443")
+
+    assert outcome.exit_code == 0, outcome.output
+    assert sources_by_target(certwatch) == {}

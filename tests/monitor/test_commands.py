@@ -122,7 +122,7 @@ def test_scan_command_named_target(
     result = invoke(database_url, "scan", f"www.example.test:{server.port}")
 
     assert result.exit_code == 0, result.output
-    assert "Scanned 1 endpoints and 0 file sources" in result.output
+    assert "Scanned 1 endpoint and 0 file sources" in result.output
     assert "127.0.0.1" in result.output
     assert server.server_names == ["www.example.test"]
     with url_sessions() as session:
@@ -152,7 +152,7 @@ def test_scan_command_all_and_due(
     everything = invoke(database_url, "scan", "--all")
 
     assert due.exit_code == 0, due.output
-    assert "Scanned 1 endpoints" in due.output
+    assert "Scanned 1 endpoint" in due.output
     assert everything.exit_code == 0, everything.output
     assert "Scanned 2 endpoints" in everything.output
 
@@ -193,7 +193,7 @@ def test_run_command_once(
     second = invoke(database_url, "run", "--once")
 
     assert first.exit_code == 0, first.output
-    assert "Scanned 1 endpoints and 0 file sources" in first.output
+    assert "Scanned 1 endpoint and 0 file sources" in first.output
     assert "Scanned 0 endpoints and 0 file sources" in second.output
     assert count_observations(url_sessions) == 1
 

@@ -172,8 +172,8 @@ def test_run_cycle_logs_scans_and_cycle(
     ) in lines
     assert lines[-1].startswith("cycle finished in ")
     assert lines[-1].endswith(
-        "2 endpoints and 0 file sources scanned (1 failed), 2 observations, "
-        "0 certificate changes, 1 batches"
+        "endpoints=2 file_sources=0 failed=1 observations=2 changes=0 batches=1 "
+        "unknown=1 ok=1"
     )
 
 

@@ -147,3 +147,10 @@ def test_utc_datetime_rejects_naive(session: Session) -> None:
 
     with pytest.raises(StatementError, match="Naive datetime"):
         session.flush()
+
+
+def test_normalize_url_postgres_alias() -> None:
+    url = normalize_url("postgres://certwatch@db.example.test:5432/certwatch")
+
+    assert url.drivername == "postgresql+psycopg"
+    assert url.database == "certwatch"

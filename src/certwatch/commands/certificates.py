@@ -89,7 +89,8 @@ def certificates_command(as_json: bool) -> None:
     """
     now = datetime.now(UTC)
     with open_store() as sessions, sessions() as session:
-        deployed = [d for d in certificates_with_deployments(session) if _listed(d)]
+        found = certificates_with_deployments(session, leaves_only=True)
+        deployed = [d for d in found if _listed(d)]
         placed = _with_stale(deployed, stale_deployments(session, now=now))
 
     with closed_pipe_ignored():
@@ -357,7 +358,7 @@ def _print_certificates(placed: Sequence[PlacedCertificate], now: datetime) -> N
         table.add_row(
             days_cell(days_until(summary.not_after, now)),
             Text(minute(summary.not_after)),
-            plain_text("\n".join(certificate_names(summary)) or "-"),
+            _names_cell(certificate_names(summary)),
             plain_text(short_name(summary.issuer)),
             Text(summary.sha256[:16]),
             _places_cell(item),
@@ -374,6 +375,13 @@ def _print_certificates(placed: Sequence[PlacedCertificate], now: datetime) -> N
             console.print(line)
     count = len(placed)
     console.print(Text(f"{count} certificate{'s' * (count != 1)}.", style="dim"))
+
+
+def _names_cell(names: list[str]) -> Text:
+    """Return one name per line, each escaped on its own."""
+    if not names:
+        return Text("-")
+    return Text("\n").join(plain_text(name) for name in names)
 
 
 def _places_cell(item: PlacedCertificate) -> Text:

@@ -28,7 +28,13 @@ from certwatch.commands.output import closed_pipe_ignored
 from certwatch.commands.queries import find_endpoints
 from certwatch.commands.store import open_store
 from certwatch.errors import CertwatchError
-from certwatch.monitor.cycle import DUE, CycleReport, Selection, run_cycle
+from certwatch.monitor.cycle import (
+    DUE,
+    CycleReport,
+    Selection,
+    describe_statuses,
+    run_cycle,
+)
 from certwatch.monitor.serve import serve as serve_forever
 from certwatch.monitor.settings import MonitorSettings, SettingsError, load_settings
 from certwatch.probe.model import ProbeSettings
@@ -299,12 +305,20 @@ def _named_sources(session: Session, targets: Sequence[str]) -> Selection:
     )
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def _summary(report: CycleReport) -> str:
     text = (
-        f"Scanned {report.endpoints} endpoints and {report.file_sources} file "
-        f"sources in {report.duration:.1f} s: {report.observations} observations, "
-        f"{report.failed} failed, {report.changes} certificate changes."
+        f"Scanned {_count(report.endpoints, 'endpoint')} and "
+        f"{_count(report.file_sources, 'file source')} in {report.duration:.1f} s: "
+        f"{_count(report.observations, 'observation')}, "
+        f"{report.failed} with no certificate, "
+        f"{_count(report.changes, 'certificate change')}."
     )
+    if report.statuses:
+        text += f" Results: {describe_statuses(report.statuses)}."
     if report.busy:
         text += (
             f" {report.busy} sources were skipped because another scanner is "

@@ -100,18 +100,24 @@ def find_endpoints(session: Session, endpoint: Endpoint) -> list[EndpointRecord]
     """Return the stored endpoints with the identity of `endpoint`, any pinned address.
 
     The target text does not take part: `www.example.test` and
-    `https://www.example.test/` find the same endpoint.
+    `https://www.example.test/` find the same endpoint. An endpoint stored
+    with a server name other than its host (an IP address with an SNI name,
+    as a CSV import can give) cannot be named with its server name on the
+    command line, so `host:port` finds it when no endpoint with exactly that
+    server name exists.
     """
-    ids = session.scalars(
-        select(EndpointRow.id)
+    rows = session.execute(
+        select(EndpointRow.id, EndpointRow.server_name)
         .where(
             EndpointRow.protocol == endpoint.protocol,
             EndpointRow.host == endpoint.host,
             EndpointRow.port == endpoint.port,
-            EndpointRow.server_name == (endpoint.server_name or ""),
         )
-        .order_by(EndpointRow.address, EndpointRow.id)
-    )
+        .order_by(EndpointRow.server_name, EndpointRow.address, EndpointRow.id)
+    ).all()
+    wanted = endpoint.server_name or ""
+    exact = [row.id for row in rows if row.server_name == wanted]
+    ids = exact or [row.id for row in rows]
     records = [get_endpoint(session, endpoint_id) for endpoint_id in ids]
     return [record for record in records if record is not None]
 

@@ -32,18 +32,19 @@ def open_store(
     disposes of the engine afterwards.
 
     Raises:
-        click.UsageError: the URL is invalid or the database cannot be reached.
+        click.ClickException: the URL is invalid or the database cannot be
+            reached; `certwatch.cli.main` prints it and exits 3.
     """
     url = database_url(environ)
     try:
         engine = create_store_engine(url)
         upgrade(engine)
     except StoreError as exc:
-        raise click.UsageError(str(exc)) from exc
+        raise click.ClickException(str(exc)) from exc
     except (SQLAlchemyError, OSError) as exc:
         # An unreachable server, a missing file permission or a locked
         # database all arrive here.
-        raise click.UsageError(
+        raise click.ClickException(
             f"Cannot open the inventory database ({exc.__class__.__name__}: "
             f"{_first_line(exc)}): check CERTWATCH_DATABASE_URL."
         ) from exc

@@ -25,7 +25,7 @@ import random
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
@@ -81,6 +81,12 @@ class Selection:
 DUE = Selection()
 
 
+def describe_statuses(statuses: dict[str, int]) -> str:
+    """Format result counts worst first, as `critical=2 warning=1 ok=9`."""
+    order = ("critical", "unknown", "warning", "ok")
+    return " ".join(f"{name}={statuses[name]}" for name in order if statuses.get(name))
+
+
 @dataclass
 class CycleReport:
     """The outcome of one cycle.
@@ -106,6 +112,8 @@ class CycleReport:
     lost_leases: int = 0
     busy: int = 0
     stopped: bool = False
+    statuses: dict[str, int] = field(default_factory=dict)
+    """How many results (one per address or file certificate) had each status."""
 
     @property
     def scans(self) -> int:
@@ -190,8 +198,8 @@ class _Cycle:
         report.finished_at = self.now_fn()
         report.duration = time.perf_counter() - started
         logger.info(
-            "cycle finished in %.1f s: %d endpoints and %d file sources scanned "
-            "(%d failed), %d observations, %d certificate changes, %d batches%s",
+            "cycle finished in %.1f s: endpoints=%d file_sources=%d failed=%d "
+            "observations=%d changes=%d batches=%d %s%s",
             report.duration,
             report.endpoints,
             report.file_sources,
@@ -199,6 +207,7 @@ class _Cycle:
             report.observations,
             report.changes,
             report.batches,
+            describe_statuses(report.statuses),
             ", stopped on request" if report.stopped else "",
         )
         return report
@@ -422,6 +431,10 @@ class _Cycle:
         report.changes += len(changes)
         report.failed += sum(scan.failed for scan in scans)
         report.lost_leases += len(claims) - released
+        for scan in scans:
+            for result in scan.results:
+                status = result.status.value
+                report.statuses[status] = report.statuses.get(status, 0) + 1
         for scan in scans:
             self.on_scan(scan)
 

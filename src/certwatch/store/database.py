@@ -70,6 +70,10 @@ def normalize_url(url: str | URL) -> URL:
             "postgresql://USER@HOST:PORT/DATABASE."
         ) from exc
 
+    if parsed.drivername == "postgres":
+        # libpq and many hosting providers write postgres://, an alias that
+        # SQLAlchemy 2 no longer accepts.
+        parsed = parsed.set(drivername="postgresql")
     backend = parsed.get_backend_name()
     driver = parsed.get_driver_name()
     if backend == "postgresql" and parsed.drivername == "postgresql":
