@@ -29,6 +29,7 @@ from certwatch.result import Status
 from certwatch.store.inventory import (
     SourceSettings,
     get_endpoint,
+    remove_endpoint,
     upsert_endpoint,
     upsert_file_source,
 )
@@ -335,3 +336,40 @@ def test_run_cycle_static_resolver_addresses(
     with sessions() as session:
         observed = latest_observations(session, endpoint_id=endpoint_id)
     assert [o.address for o in observed] == ["127.0.0.1", "127.0.0.2"]
+
+
+def test_run_cycle_keeps_batch_when_source_removed(
+    sessions: sessionmaker[Session], local_server: StartServer, pki: Pki
+) -> None:
+    server = local_server(chain=pki.chain(pki.leaf))
+    names = ["kept.example.test", "gone.example.test"]
+    ids = add_endpoints(
+        sessions, [parse_target(f"{name}:{server.port}") for name in names]
+    )
+
+    class RemovingResolver(StaticResolver):
+        """Removes the second endpoint while the batch is being scanned."""
+
+        async def resolve(self, host: str, port: int) -> list[str]:
+            if host == "gone.example.test":
+                with sessions() as session:
+                    remove_endpoint(session, ids[1])
+                    session.commit()
+            return await super().resolve(host, port)
+
+    resolver = RemovingResolver({name: ["127.0.0.1"] for name in names})
+
+    report = run_cycle(
+        sessions,
+        now_fn=Clock(),
+        settings=settings(),
+        policy=pki.policy,
+        resolver=resolver,
+    )
+
+    assert report.batches == 1
+    with sessions() as session:
+        kept = latest_observations(session, endpoint_id=ids[0])
+        count = session.scalar(select(func.count()).select_from(ObservationRow))
+    assert len(kept) == 1
+    assert count == 1

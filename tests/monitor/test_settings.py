@@ -83,3 +83,8 @@ def test_load_settings_applies_options() -> None:
 def test_monitor_settings_validates(changes: dict[str, object], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         MonitorSettings(**changes)  # type: ignore[arg-type]
+
+
+def test_parse_duration_huge_value_is_rejected() -> None:
+    with pytest.raises(SettingsError, match="give at most 365d"):
+        parse_duration("99999999999999999999999d")

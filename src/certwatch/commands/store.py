@@ -8,9 +8,11 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import click
+from alembic.util.exc import CommandError as AlembicCommandError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from certwatch import __version__
 from certwatch.store.database import (
     create_store_engine,
     database_url,
@@ -41,6 +43,14 @@ def open_store(
         upgrade(engine)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from exc
+    except AlembicCommandError as exc:
+        # Alembic cannot find the database's revision among ours: a newer
+        # certwatch wrote it. Nothing has been changed.
+        raise click.ClickException(
+            f"The inventory database has schema revision unknown to certwatch "
+            f"{__version__} ({_first_line(exc)}): it was written by a newer "
+            "version, so upgrade certwatch."
+        ) from exc
     except (SQLAlchemyError, OSError) as exc:
         # An unreachable server, a missing file permission or a locked
         # database all arrive here.

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -39,6 +40,7 @@ from certwatch.probe.resolve import Resolver, SystemResolver
 from certwatch.result import Result
 from certwatch.store.changes import insert_changes
 from certwatch.store.leases import claim_endpoints, claim_file_sources, renew_leases
+from certwatch.store.models import EndpointRow, FileSourceRow
 from certwatch.store.observations import CompletedScan, record_observations
 from certwatch.store.schedule import (
     EndpointClaim,
@@ -79,6 +81,33 @@ class Selection:
 
 
 DUE = Selection()
+
+
+def _still_stored(session: Session, scans: list[CompletedScan]) -> list[CompletedScan]:
+    """Drop the scans of sources removed while their batch was scanned.
+
+    `certwatch remove` may delete a source in the middle of a batch; its
+    results would break the foreign keys and lose the whole batch.
+    """
+    endpoint_ids = {s.endpoint_id for s in scans if s.endpoint_id is not None}
+    file_ids = {s.file_source_id for s in scans if s.file_source_id is not None}
+    kept_endpoints = set(
+        session.scalars(select(EndpointRow.id).where(EndpointRow.id.in_(endpoint_ids)))
+    )
+    kept_files = set(
+        session.scalars(select(FileSourceRow.id).where(FileSourceRow.id.in_(file_ids)))
+    )
+    kept = [
+        scan
+        for scan in scans
+        if scan.endpoint_id in kept_endpoints or scan.file_source_id in kept_files
+    ]
+    if len(kept) < len(scans):
+        logger.info(
+            "dropped the results of %d sources removed during their scan",
+            len(scans) - len(kept),
+        )
+    return kept
 
 
 def describe_statuses(statuses: dict[str, int]) -> str:
@@ -403,6 +432,7 @@ class _Cycle:
 
         try:
             with self.sessions() as session:
+                scans = _still_stored(session, scans)
                 changes = detect_changes(
                     session, scans, window=self.settings.change_window
                 )

@@ -117,9 +117,16 @@ def parse_duration(text: str) -> timedelta:
             f"Invalid duration {text!r}: give a number with a unit (s, m, h, d "
             "or w), such as 30m, 6h, 1d or 1h30m."
         )
-    duration = sum(
-        (float(number) * _UNITS[unit] for number, unit in parts), timedelta()
+    seconds = sum(
+        float(number) * _UNITS[unit].total_seconds() for number, unit in parts
     )
+    # Compare in seconds first: a timedelta of 10**20 days would overflow.
+    if seconds > MAX_DURATION.total_seconds():
+        raise SettingsError(
+            f"Invalid duration {text!r}: give at most 365d, since a certificate "
+            "must be scanned before it expires."
+        )
+    duration = timedelta(seconds=seconds)
     if duration < timedelta(seconds=1):
         raise SettingsError(f"Invalid duration {text!r}: give at least 1s.")
     if duration > MAX_DURATION:
