@@ -231,3 +231,50 @@ def test_export_csv_columns(certwatch: Certwatch, tmp_path: Path) -> None:
         "front page" in lines
     )
     assert ",,,,,,/etc/ssl/certs/site.pem,ops,disk,12h,true," in lines
+
+
+def _json_export_with(**endpoint: Any) -> str:
+    entry = {
+        "target": "www.example.test",
+        "protocol": "https",
+        "host": "www.example.test",
+        "port": 443,
+        "server_name": "www.example.test",
+        "address": None,
+        "team": "default",
+        "tags": [],
+        "interval_seconds": 3600,
+        "enabled": True,
+        "notes": "",
+        **endpoint,
+    }
+    return json.dumps({"version": 1, "endpoints": [entry]})
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        pytest.param({"host": "a..b.test"}, "Invalid endpoint host", id="bad-host"),
+        pytest.param({"host": "WWW.EXAMPLE.TEST"}, "write it as", id="upper-case"),
+        pytest.param({"protocol": "gopher"}, "Invalid protocol", id="protocol"),
+        pytest.param({"address": "not-an-ip"}, "Invalid address", id="address"),
+        pytest.param({"notes": "a\u0000b"}, "NUL byte", id="nul"),
+        pytest.param(
+            {"interval_seconds": 99999999999}, "interval_seconds", id="interval"
+        ),
+    ],
+)
+def test_import_json_checks_entries(
+    certwatch: Certwatch, tmp_path: Path, changes: dict[str, Any], message: str
+) -> None:
+    document = tmp_path / "inventory.json"
+    document.write_text(_json_export_with(**changes))
+
+    outcome = certwatch("import", str(document))
+
+    assert outcome.exit_code != 0
+    assert message in outcome.output
+    assert "Traceback" not in outcome.output
+    assert certwatch("list", "--json").exit_code == 0
+    listed = json.loads(certwatch("list", "--json").stdout)["sources"]
+    assert listed == []

@@ -8,12 +8,15 @@ again changes nothing, because each source is upserted by its identity.
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from certwatch.errors import TargetError
 from certwatch.store.errors import StoreError
 from certwatch.store.inventory import (
     EndpointRecord,
@@ -26,7 +29,10 @@ from certwatch.store.inventory import (
     upsert_endpoint,
     upsert_file_source,
 )
-from certwatch.targets import Endpoint
+from certwatch.targets import SCHEME_PORTS, Endpoint, parse_target
+
+# The longest scan interval an import accepts, as `--interval` does.
+MAX_INTERVAL_SECONDS = 365 * 86400
 
 FORMAT_VERSION = 1
 
@@ -118,27 +124,92 @@ def _endpoint_from(entry: Any) -> tuple[Endpoint, SourceSettings]:
         raise StoreError(f"Invalid port {port!r} in endpoint entry: use 1 to 65535.")
     endpoint = Endpoint(
         target=_text(entry.get("target"), "endpoint target"),
-        host=_text(entry.get("host"), "endpoint host"),
+        host=_canonical_host(_text(entry.get("host"), "endpoint host"), port),
         port=port,
-        server_name=_optional_text(entry.get("server_name"), "server name"),
-        protocol=_text(entry.get("protocol", "https"), "protocol"),
-        address=_optional_text(entry.get("address"), "address"),
+        server_name=_server_name(entry.get("server_name")),
+        protocol=_protocol(entry.get("protocol", "https")),
+        address=_address(entry.get("address")),
     )
     return endpoint, _settings_from(entry)
+
+
+def _canonical_host(host: str, port: int) -> str:
+    """Check a host as a target would be, and require its canonical form.
+
+    An export holds canonical hosts (A-labels in lower case, compressed IPv6),
+    so anything else was edited by hand and would become a second endpoint.
+    """
+    text = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        parsed = parse_target(text)
+    except TargetError as exc:
+        raise StoreError(f"Invalid endpoint host {host!r}: {exc}") from exc
+    if parsed.host != host:
+        raise StoreError(
+            f"Invalid endpoint host {host!r}: write it as {parsed.host!r}, the "
+            "form certwatch stores."
+        )
+    return host
+
+
+def _server_name(value: Any) -> str | None:
+    if value is None:
+        return None
+    name = _text(value, "server name")
+    try:
+        parsed = parse_target(name)
+    except TargetError as exc:
+        raise StoreError(f"Invalid server name {name!r}: {exc}") from exc
+    if parsed.server_name != name:
+        raise StoreError(
+            f"Invalid server name {name!r}: give a DNS name in the form "
+            f"{parsed.server_name or parsed.host!r}."
+        )
+    return name
+
+
+def _protocol(value: Any) -> str:
+    protocol = _text(value, "protocol")
+    if protocol not in SCHEME_PORTS:
+        known = ", ".join(sorted(SCHEME_PORTS))
+        raise StoreError(f"Invalid protocol {protocol!r}: use one of {known}.")
+    return protocol
+
+
+def _address(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = _text(value, "address")
+    try:
+        canonical = str(ipaddress.ip_address(text))
+    except ValueError:
+        raise StoreError(
+            f"Invalid address {text!r}: give an IPv4 or IPv6 address."
+        ) from None
+    if canonical != text:
+        raise StoreError(f"Invalid address {text!r}: write it as {canonical!r}.")
+    return text
 
 
 def _file_source_from(entry: Any) -> tuple[str, SourceSettings]:
     if not isinstance(entry, dict):
         raise StoreError(f"Invalid file source entry {entry!r}: expected an object.")
-    return _text(entry.get("path"), "file source path"), _settings_from(entry)
+    path = _text(entry.get("path"), "file source path")
+    if not os.path.isabs(path):
+        raise StoreError(f"Invalid file source path {path!r}: give an absolute path.")
+    return path, _settings_from(entry)
 
 
 def _settings_from(entry: dict[str, Any]) -> SourceSettings:
     interval = entry.get("interval_seconds")
-    if not isinstance(interval, int) or isinstance(interval, bool) or interval < 1:
+    if (
+        not isinstance(interval, int)
+        or isinstance(interval, bool)
+        or not 1 <= interval <= MAX_INTERVAL_SECONDS
+    ):
         raise StoreError(
             f"Invalid interval_seconds {interval!r}: give a whole number of "
-            "seconds, at least 1."
+            f"seconds from 1 to {MAX_INTERVAL_SECONDS} (365 days)."
         )
     tags = entry.get("tags", [])
     if not isinstance(tags, list):
@@ -158,6 +229,7 @@ def _settings_from(entry: dict[str, Any]) -> SourceSettings:
 def _notes(value: Any) -> str:
     if not isinstance(value, str):
         raise StoreError(f"Invalid notes {value!r}: expected a string.")
+    _check_no_nul(value, "notes")
     return value
 
 
@@ -171,7 +243,14 @@ def _list(document: dict[str, Any], key: str) -> list[Any]:
 def _text(value: Any, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise StoreError(f"Invalid {what} {value!r}: expected a non-empty string.")
+    _check_no_nul(value, what)
     return value
+
+
+def _check_no_nul(value: str, what: str) -> None:
+    # PostgreSQL text cannot hold NUL, so SQLite must not accept it either.
+    if "\x00" in value:
+        raise StoreError(f"Invalid {what} {value[:40]!r}: it contains a NUL byte.")
 
 
 def _optional_text(value: Any, what: str) -> str | None:
