@@ -278,3 +278,25 @@ def test_import_json_checks_entries(
     assert certwatch("list", "--json").exit_code == 0
     listed = json.loads(certwatch("list", "--json").stdout)["sources"]
     assert listed == []
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        pytest.param("nul.example.test,a\x00b", "NUL byte", id="nul"),
+        pytest.param(
+            'big.example.test,"' + "x" * 200_000 + '"', "unreadable row", id="huge-cell"
+        ),
+    ],
+)
+def test_import_csv_odd_cells_listed(
+    certwatch: Certwatch, tmp_path: Path, row: str, message: str
+) -> None:
+    path = write(tmp_path, f"host,notes\nok.example.test,fine\n{row}\n")
+
+    outcome = certwatch("import", str(path))
+
+    assert outcome.exit_code != 0
+    assert f"{path}:3: " in outcome.stderr
+    assert message in outcome.stderr
+    assert "Traceback" not in outcome.output

@@ -134,9 +134,20 @@ def read_inventory_csv(text: str) -> ParsedCsv:
 def _read_rows(reader: Reader, header: list[str], parsed: ParsedCsv) -> None:
     first_line_by_key: dict[object, int] = {}
     line = reader.line_num + 1
-    for cells in reader:
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            # A cell over the csv module's size limit (128 KiB) ends the read.
+            parsed.problems.append(CsvProblem(line, f"unreadable row ({exc})"))
+            return
         start, line = line, reader.line_num + 1
         if not any(cell.strip() for cell in cells):
+            continue
+        if any("\x00" in cell for cell in cells):
+            parsed.problems.append(CsvProblem(start, "a cell contains a NUL byte"))
             continue
         try:
             entry = _entry(start, _cells_by_column(cells, header))
