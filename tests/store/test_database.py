@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, select, text
-from sqlalchemy.exc import StatementError
+from sqlalchemy.exc import OperationalError, StatementError
 from sqlalchemy.orm import Session
 
 from certwatch.store.database import (
@@ -154,3 +155,21 @@ def test_normalize_url_postgres_alias() -> None:
 
     assert url.drivername == "postgresql+psycopg"
     assert url.database == "certwatch"
+
+
+def test_upgrade_failure_leaves_no_tables_on_sqlite(tmp_path: Path) -> None:
+    path = tmp_path / "foreign.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE endpoints (x)")
+
+    with pytest.raises(OperationalError, match="already exists"):
+        upgrade(f"sqlite:///{path}")
+
+    with sqlite3.connect(path) as connection:
+        tables = {
+            row[0]
+            for row in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type='table'"
+            )
+        }
+    assert tables == {"endpoints"}
