@@ -300,3 +300,35 @@ def test_import_csv_odd_cells_listed(
     assert f"{path}:3: " in outcome.stderr
     assert message in outcome.stderr
     assert "Traceback" not in outcome.output
+
+
+def test_export_csv_guards_formulas_and_round_trips(
+    certwatch: Certwatch, other_certwatch: Certwatch, tmp_path: Path
+) -> None:
+    notes = ['=HYPERLINK("http://evil.example","x")', "=kept", "'two", "'plain"]
+    document = json.loads(_json_export_with(team="=cmd", tags=["+x", "-y", "@z"]))
+    template = document["endpoints"][0]
+    document["endpoints"] = [
+        {
+            **template,
+            "target": f"n{i}.example.test",
+            "host": f"n{i}.example.test",
+            "server_name": f"n{i}.example.test",
+            "notes": note,
+        }
+        for i, note in enumerate(notes)
+    ]
+    source = tmp_path / "inventory.json"
+    source.write_text(json.dumps(document))
+    assert certwatch("import", str(source)).exit_code == 0
+
+    exported = certwatch("export", "--format", "csv").stdout
+
+    assert ",=cmd," not in exported
+    assert ",'=cmd,'+x;-y;@z," in exported
+    again = write(tmp_path, exported, name="again.csv")
+    assert other_certwatch("import", str(again)).exit_code == 0
+    assert other_certwatch("export", "--format", "csv").stdout == exported
+    rebuilt = json.loads(other_certwatch("export", "--format", "json").stdout)
+    assert sorted(entry["notes"] for entry in rebuilt["endpoints"]) == sorted(notes)
+    assert {entry["team"] for entry in rebuilt["endpoints"]} == {"=cmd"}

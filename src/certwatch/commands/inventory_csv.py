@@ -188,7 +188,9 @@ def _cells_by_column(cells: list[str], header: list[str]) -> dict[str, str]:
             f"{len(header)} columns: quote cells that contain the delimiter."
         )
     return {
-        name: cell for name, cell in zip(header, cells, strict=False) if name in COLUMNS
+        name: _unguarded(cell) if name in _GUARDED_COLUMNS else cell
+        for name, cell in zip(header, cells, strict=False)
+        if name in COLUMNS
     }
 
 
@@ -386,12 +388,39 @@ def _settings_cells(record: EndpointRecord | FileSourceRecord) -> list[str]:
                 "CSV: export with --format json instead."
             )
     return [
-        record.team,
-        TAG_SEPARATOR.join(record.tags),
+        _guarded(record.team),
+        _guarded(TAG_SEPARATOR.join(record.tags)),
         format_interval(record.interval),
         "true" if record.enabled else "false",
-        record.notes,
+        _guarded(record.notes),
     ]
+
+
+# Spreadsheets run a cell that starts with one of these as a formula, so a
+# note such as `=HYPERLINK(...)` could act when an export is opened.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+# The free-text columns that export guards and import unguards.
+_GUARDED_COLUMNS = ("team", "tags", "notes")
+
+
+def _guarded(text: str) -> str:
+    """Prefix a quote to text a spreadsheet would run as a formula.
+
+    Text that already starts with a quote before such a character gets one
+    more, so that `_unguarded` gives back exactly what was stored.
+    """
+    if text.startswith(_FORMULA_STARTS) or (
+        text.startswith("'") and text[1:].startswith((*_FORMULA_STARTS, "'"))
+    ):
+        return "'" + text
+    return text
+
+
+def _unguarded(text: str) -> str:
+    if text.startswith("'") and text[1:].startswith((*_FORMULA_STARTS, "'")):
+        return text[1:]
+    return text
 
 
 def decode_csv(data: bytes, name: str | Path) -> str:
