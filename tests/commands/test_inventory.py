@@ -307,3 +307,31 @@ def test_remove_ip_endpoint_with_server_name(
 
     assert outcome.exit_code == 0, outcome.output
     assert sources_by_target(certwatch) == {}
+
+
+def test_add_resolve_pins_address(
+    certwatch: Certwatch, local_server: StartServer
+) -> None:
+    server = serve(local_server, fresh_leaf(days_left=40))
+    name = f"www.example.test:{server.port}"
+
+    outcome = certwatch("add", "--resolve", f"{name}:127.0.0.1", name)
+
+    assert "www.example.test" in outcome.stdout, outcome.output
+    assert "127.0.0.1" in outcome.stdout
+    source = sources_by_target(certwatch)[name]
+    assert source["address"] == "127.0.0.1"
+    assert source["server_name"] == "www.example.test"
+    assert server.server_names == ["www.example.test"]
+
+
+def test_add_resolve_several_addresses_rejected(certwatch: Certwatch) -> None:
+    outcome = certwatch(
+        "add",
+        "--resolve",
+        "www.example.test:443:127.0.0.1,127.0.0.2",
+        "www.example.test",
+    )
+
+    assert outcome.exit_code != 0
+    assert "one pinned address per endpoint" in outcome.output

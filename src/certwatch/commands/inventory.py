@@ -41,7 +41,7 @@ from certwatch.commands.queries import (
     find_endpoints,
 )
 from certwatch.commands.store import open_store
-from certwatch.errors import CertwatchError
+from certwatch.errors import CertwatchError, TargetError
 from certwatch.monitor.changes import detect_changes
 from certwatch.monitor.settings import (
     MonitorSettings,
@@ -73,7 +73,7 @@ from certwatch.store.inventory import (
 from certwatch.store.leases import claim_endpoints, claim_file_sources
 from certwatch.store.observations import CompletedScan, record_observations
 from certwatch.store.schedule import Release, release
-from certwatch.targets import Endpoint
+from certwatch.targets import Endpoint, apply_overrides, parse_resolve
 from certwatch.truststore import load_roots
 from certwatch.x509.model import AnalysisPolicy
 
@@ -107,14 +107,37 @@ def parse_sources(texts: Sequence[str], *, paths_must_exist: bool) -> Sources:
     for given in paths:
         path = os.path.abspath(Path(given).expanduser())
         if paths_must_exist and not os.path.exists(path):
-            problems.append(
-                f"File or folder {given!r} not found: check the path, or write "
-                f"https://{given} for a host of that name."
-            )
+            hint = "check the path"
+            if "/" not in given:
+                hint += f", or write https://{given} for a host of that name"
+            problems.append(f"File or folder {given!r} not found: {hint}.")
         absolute.append(path)
     if problems:
         raise click.UsageError("\n".join(problems))
     return Sources(endpoints=endpoints, paths=list(dict.fromkeys(absolute)))
+
+
+def _pinned(sources: Sources, resolve_values: Sequence[str]) -> Sources:
+    """Pin endpoints to the addresses of `--resolve`, one address each.
+
+    Raises:
+        click.UsageError: a value is invalid or gives several addresses.
+    """
+    pins: dict[tuple[str, int], str] = {}
+    for value in resolve_values:
+        try:
+            host, port, addresses = parse_resolve(value)
+        except TargetError as exc:
+            raise click.UsageError(str(exc)) from exc
+        if len(addresses) != 1 or (host, port) in pins:
+            raise click.UsageError(
+                f"--resolve {value!r}: add stores one pinned address per "
+                "endpoint; import a CSV file with one row per address to "
+                "watch a name at several pinned addresses."
+            )
+        pins[(host, port)] = addresses[0]
+    endpoints = [apply_overrides(endpoint, pins) for endpoint in sources.endpoints]
+    return Sources(endpoints=endpoints, paths=sources.paths)
 
 
 def parse_interval(text: str | None, option: str = "--interval") -> timedelta | None:
@@ -214,6 +237,14 @@ def check_tags(tags: Sequence[str]) -> tuple[str, ...]:
     is_flag=True,
     help="Trust only the roots given with --ca-file, not the certifi bundle.",
 )
+@click.option(
+    "--resolve",
+    "resolve_values",
+    multiple=True,
+    metavar="NAME:PORT:ADDRESS",
+    help="Store NAME:PORT pinned to ADDRESS instead of asking DNS, keeping "
+    "NAME for SNI and name matching; one address per endpoint.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report.")
 def add_command(
     items: tuple[str, ...],
@@ -222,6 +253,7 @@ def add_command(
     interval_text: str | None,
     ca_file: tuple[Path, ...],
     only_ca_file: bool,
+    resolve_values: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Add endpoints and certificate files to the inventory and check them now.
@@ -230,7 +262,7 @@ def add_command(
     in the inventory updates its settings. The report and exit code are
     those of 'certwatch check': 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
     """
-    sources = parse_sources(items, paths_must_exist=True)
+    sources = _pinned(parse_sources(items, paths_must_exist=True), resolve_values)
     settings = SourceSettings(
         team=team,
         tags=check_tags(tags) if tags else None,
@@ -491,13 +523,15 @@ def list_command(
 
     Rows are sorted by not_after, soonest first; never scanned ones come last.
     """
-    filters = InventoryFilter(tags=check_tags(tags))
     now = datetime.now(UTC)
+    limit = None if expiring is None else now + timedelta(days=expiring)
+    # The database narrows the sources by expiry first, so that a short
+    # window loads few of them; the test below then uses the soonest not_after.
+    filters = InventoryFilter(tags=check_tags(tags), expiring_by=limit)
     with open_store() as sessions, sessions() as session:
         listed = _listed_sources(session, filters)
 
-    if expiring is not None:
-        limit = now + timedelta(days=expiring)
+    if limit is not None:
         listed = [s for s in listed if s.not_after is not None and s.not_after <= limit]
     if status_text is not None:
         listed = [s for s in listed if s.status is Status(status_text)]
@@ -544,7 +578,7 @@ def _source_document(source: ListedSource, now: datetime) -> dict[str, Any]:
             address=endpoint.address,
         )
     else:
-        document.update(kind="file", path=source.target)
+        document.update(kind="file", target=source.target, path=source.target)
     state = source.state
     document.update(
         team=record.team,

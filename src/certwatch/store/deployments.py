@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, case, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Row, Select, and_, case, func, select
+from sqlalchemy.orm import Session, aliased
 
 from certwatch.store.chunks import chunked
 from certwatch.store.models import (
@@ -97,21 +97,33 @@ def deployment_history(
 
 
 def certificates_with_deployments(
-    session: Session, *, not_after_before: datetime | None = None
+    session: Session,
+    *,
+    not_after_before: datetime | None = None,
+    leaves_only: bool = False,
 ) -> list[DeployedCertificate]:
     """Return every currently deployed certificate with its places.
 
     The list is sorted by not_after, soonest first, with certificates whose
     not_after could not be read last. `not_after_before` keeps only those
-    that expire before that instant.
+    that expire before that instant. `leaves_only` keeps only certificates
+    ever seen as the leaf at an endpoint address or in a file, which leaves
+    out the intermediates that servers send after their leaf; a certificate
+    kept still lists all its places.
     """
-    condition = None
+    conditions = []
+    column = ObservationCertificateRow.certificate_sha256
     if not_after_before is not None:
-        condition = ObservationCertificateRow.certificate_sha256.in_(
-            select(CertificateRow.sha256).where(
-                CertificateRow.not_after < not_after_before
+        conditions.append(
+            column.in_(
+                select(CertificateRow.sha256).where(
+                    CertificateRow.not_after < not_after_before
+                )
             )
         )
+    if leaves_only:
+        conditions.append(column.in_(_leaves_seen()))
+    condition = and_(*conditions) if conditions else None
     current = _load(session, _deployments(condition).having(_current_flag() == 1))
     by_certificate: dict[str, list[Deployment]] = {}
     for deployment in current:
@@ -134,8 +146,8 @@ def certificate_summaries(
     """Return the stored facts of the given certificates, unknown ones left out."""
     summaries: list[CertificateSummary] = []
     for chunk in chunked(sha256s):
-        rows = session.scalars(
-            select(CertificateRow).where(CertificateRow.sha256.in_(chunk))
+        rows = session.execute(
+            select(*_SUMMARY_COLUMNS).where(CertificateRow.sha256.in_(chunk))
         )
         summaries.extend(_summary(row) for row in rows)
     return summaries
@@ -159,6 +171,17 @@ def _certificate_filter(sha256: str | None, name: str | None) -> Any:
         CertificateNameRow.name == name.strip().rstrip(".").lower()
     )
     return column.in_(named)
+
+
+def _leaves_seen() -> Select[Any]:
+    """Select the certificates seen as an endpoint's leaf or in a file, ever."""
+    link = aliased(ObservationCertificateRow)
+    observation = aliased(ObservationRow)
+    return (
+        select(link.certificate_sha256)
+        .join(observation, observation.id == link.observation_id)
+        .where((link.position == 0) | observation.file_source_id.is_not(None))
+    )
 
 
 def _current_flag() -> Any:
@@ -231,7 +254,25 @@ def _place_order(deployment: Deployment) -> tuple[Any, ...]:
     )
 
 
-def _summary(row: CertificateRow) -> CertificateSummary:
+# The columns a summary reads: the DER and the other columns stay unread.
+_SUMMARY_COLUMNS: tuple[Any, ...] = (
+    CertificateRow.sha256,
+    CertificateRow.subject,
+    CertificateRow.issuer,
+    CertificateRow.common_name,
+    CertificateRow.dns_names,
+    CertificateRow.ip_addresses,
+    CertificateRow.not_before,
+    CertificateRow.not_after,
+    CertificateRow.spki_sha256,
+    CertificateRow.key_type,
+    CertificateRow.key_size,
+    CertificateRow.is_ca,
+    CertificateRow.first_seen_at,
+)
+
+
+def _summary(row: Row[Any]) -> CertificateSummary:
     return CertificateSummary(
         sha256=row.sha256,
         subject=row.subject,

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, Select, delete, func, insert, select
 from sqlalchemy.orm import Session
@@ -20,10 +20,13 @@ from certwatch.store.chunks import chunked
 from certwatch.store.errors import StoreError
 from certwatch.store.models import (
     DEFAULT_TEAM,
+    CertificateRow,
     EndpointRow,
     EndpointTagRow,
     FileSourceRow,
     FileSourceTagRow,
+    ObservationCertificateRow,
+    ObservationRow,
     TeamRow,
 )
 from certwatch.targets import Endpoint
@@ -110,12 +113,16 @@ class InventoryFilter:
 
     `tags` must all be present. `search` is a case-insensitive substring of
     the endpoint's target or host, or of the file source's path.
+    `expiring_by` keeps the sources whose latest scan saw a certificate with
+    a not_after at or before that instant: a leaf certificate of an
+    endpoint, or any certificate of a file source.
     """
 
     team: str | None = None
     tags: tuple[str, ...] = ()
     enabled: bool | None = None
     search: str | None = None
+    expiring_by: datetime | None = None
 
 
 def ensure_team(session: Session, name: str, *, now: datetime) -> int:
@@ -387,6 +394,36 @@ def _filtered(
     for tag in normalize_tags(filters.tags):
         has_tag = select(owner).where(owner == row.id, tag_table.tag == tag)
         query = query.where(has_tag.exists())
+    if filters.expiring_by is not None:
+        expiring = _expiring_sources(row, filters.expiring_by)
+        query = query.where(row.id.in_(expiring))
+    return query
+
+
+def _expiring_sources(row: type[RowT], expiring_by: datetime) -> Select[Any]:
+    """Select the ids of sources whose latest scan saw a certificate expiring by then.
+
+    The query starts from the not_after index, so a short window reads few
+    rows however large the inventory is.
+    """
+    link = ObservationCertificateRow
+    owner = (
+        ObservationRow.endpoint_id
+        if row is EndpointRow
+        else ObservationRow.file_source_id
+    )
+    query = (
+        select(owner)
+        .join(link, link.observation_id == ObservationRow.id)
+        .join(CertificateRow, CertificateRow.sha256 == link.certificate_sha256)
+        .where(
+            CertificateRow.not_after <= expiring_by,
+            ObservationRow.latest.is_(True),
+            owner.is_not(None),
+        )
+    )
+    if row is EndpointRow:
+        query = query.where(link.position == 0)
     return query
 
 
