@@ -526,7 +526,7 @@ def list_command(
     now = datetime.now(UTC)
     limit = None if expiring is None else now + timedelta(days=expiring)
     # The database narrows the sources by expiry first, so that a short
-    # window loads few of them; the test below then uses the soonest not_after.
+    # window loads few of them. The filter below applies the same rule.
     filters = InventoryFilter(tags=check_tags(tags), expiring_by=limit)
     with open_store() as sessions, sessions() as session:
         listed = _listed_sources(session, filters)

@@ -401,11 +401,7 @@ def _filtered(
 
 
 def _expiring_sources(row: type[RowT], expiring_by: datetime) -> Select[Any]:
-    """Select the ids of sources whose latest scan saw a certificate expiring by then.
-
-    The query starts from the not_after index, so a short window reads few
-    rows however large the inventory is.
-    """
+    """Select the sources whose latest scan saw a certificate expiring by then."""
     link = ObservationCertificateRow
     owner = (
         ObservationRow.endpoint_id
