@@ -229,7 +229,8 @@ def test_list_filters(certwatch: Certwatch, local_server: StartServer) -> None:
     critical = sources_by_target(certwatch, "--status", "critical")
     everything = certwatch.json("list")
 
-    assert list(expiring) == [target(soon)]
+    # The refused endpoint's expiry is unknown, so --expiring keeps it.
+    assert list(expiring) == [target(soon), refused]
     assert list(tagged) == [target(soon), target(later)]
     assert list(both_tags) == [target(soon)]
     assert list(unknown) == [refused]
@@ -335,3 +336,17 @@ def test_add_resolve_several_addresses_rejected(certwatch: Certwatch) -> None:
 
     assert outcome.exit_code != 0
     assert "one pinned address per endpoint" in outcome.output
+
+
+def test_list_expiring_keeps_endpoint_that_is_down(
+    certwatch: Certwatch, local_server: StartServer
+) -> None:
+    server = serve(local_server, fresh_leaf(days_left=90))
+    certwatch("add", target(server))
+    with closed_port("127.0.0.1") as port:
+        certwatch("add", f"127.0.0.1:{port}")
+
+        listed = sources_by_target(certwatch, "--expiring", "30")
+
+    assert list(listed) == [f"127.0.0.1:{port}"]
+    assert listed[f"127.0.0.1:{port}"]["status"] == "unknown"

@@ -498,7 +498,7 @@ STATUS_CHOICES = [status.value for status in Status]
     type=click.IntRange(min=0),
     metavar="DAYS",
     help="Keep only those whose leaf certificate expires within DAYS days "
-    "(or has expired).",
+    "(or has expired), and those whose latest scan obtained no certificate.",
 )
 @click.option(
     "--tag",
@@ -532,7 +532,7 @@ def list_command(
         listed = _listed_sources(session, filters)
 
     if limit is not None:
-        listed = [s for s in listed if s.not_after is not None and s.not_after <= limit]
+        listed = [s for s in listed if _expiring(s, limit)]
     if status_text is not None:
         listed = [s for s in listed if s.status is Status(status_text)]
 
@@ -541,6 +541,17 @@ def list_command(
             echo_json(_list_document(listed, now))
         else:
             _print_list(listed, now)
+
+
+def _expiring(source: ListedSource, limit: datetime) -> bool:
+    """Tell whether `list --expiring` keeps a source.
+
+    A source whose latest scan obtained no certificate is kept: its expiry is
+    unknown, and an outage must not hide a certificate about to expire.
+    """
+    if source.not_after is not None:
+        return source.not_after <= limit
+    return source.state is not None
 
 
 def _listed_sources(session: Session, filters: InventoryFilter) -> list[ListedSource]:

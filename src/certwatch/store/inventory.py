@@ -13,7 +13,15 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, delete, func, insert, select
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    Select,
+    delete,
+    func,
+    insert,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from certwatch.store.chunks import chunked
@@ -400,8 +408,9 @@ def _filtered(
     return query
 
 
-def _expiring_sources(row: type[RowT], expiring_by: datetime) -> Select[Any]:
-    """Select the sources whose latest scan saw a certificate expiring by then."""
+def _expiring_sources(row: type[RowT], expiring_by: datetime) -> CompoundSelect[Any]:
+    """Select the sources whose latest scan saw a certificate expiring by then,
+    or saw no certificate at all: an endpoint that is down may expire soon."""
     link = ObservationCertificateRow
     owner = (
         ObservationRow.endpoint_id
@@ -420,7 +429,14 @@ def _expiring_sources(row: type[RowT], expiring_by: datetime) -> Select[Any]:
     )
     if row is EndpointRow:
         query = query.where(link.position == 0)
-    return query
+    without_certificate = select(owner).where(
+        ObservationRow.latest.is_(True),
+        owner.is_not(None),
+        ~select(link.observation_id)
+        .where(link.observation_id == ObservationRow.id)
+        .exists(),
+    )
+    return query.union(without_certificate)
 
 
 def _endpoint_records(
