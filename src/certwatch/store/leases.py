@@ -19,9 +19,14 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from certwatch.store.chunks import chunked
-from certwatch.store.inventory import endpoint_from_row
 from certwatch.store.models import EndpointRow, FileSourceRow
-from certwatch.store.schedule import EndpointClaim, FileSourceClaim, Lease
+from certwatch.store.schedule import (
+    EndpointClaim,
+    FileSourceClaim,
+    Lease,
+    endpoint_claim,
+    file_source_claim,
+)
 
 RowT = TypeVar("RowT", EndpointRow, FileSourceRow)
 
@@ -35,16 +40,7 @@ def claim_endpoints(
     unknown ids, are left out of the returned claims.
     """
     rows, granted = _claim_ids(session, EndpointRow, endpoint_ids, now, lease)
-    return [
-        EndpointClaim(
-            endpoint_id=row.id,
-            endpoint=endpoint_from_row(row),
-            interval=timedelta(seconds=row.interval_seconds),
-            consecutive_failures=row.consecutive_failures,
-            lease=granted,
-        )
-        for row in rows
-    ]
+    return [endpoint_claim(row, granted) for row in rows]
 
 
 def claim_file_sources(
@@ -52,16 +48,7 @@ def claim_file_sources(
 ) -> list[FileSourceClaim]:
     """Claim the given file sources, as `claim_endpoints` does for endpoints."""
     rows, granted = _claim_ids(session, FileSourceRow, file_source_ids, now, lease)
-    return [
-        FileSourceClaim(
-            file_source_id=row.id,
-            path=row.path,
-            interval=timedelta(seconds=row.interval_seconds),
-            consecutive_failures=row.consecutive_failures,
-            lease=granted,
-        )
-        for row in rows
-    ]
+    return [file_source_claim(row, granted) for row in rows]
 
 
 def renew_leases(

@@ -117,16 +117,7 @@ def claim_due_endpoints(
     publishes the leases (and on SQLite ends the write lock).
     """
     rows, granted = _claim(session, EndpointRow, now=now, limit=limit, lease=lease)
-    return [
-        EndpointClaim(
-            endpoint_id=row.id,
-            endpoint=endpoint_from_row(row),
-            interval=timedelta(seconds=row.interval_seconds),
-            consecutive_failures=row.consecutive_failures,
-            lease=granted,
-        )
-        for row in rows
-    ]
+    return [endpoint_claim(row, granted) for row in rows]
 
 
 def claim_due_file_sources(
@@ -134,16 +125,29 @@ def claim_due_file_sources(
 ) -> list[FileSourceClaim]:
     """Claim up to `limit` due file sources, as `claim_due_endpoints` does."""
     rows, granted = _claim(session, FileSourceRow, now=now, limit=limit, lease=lease)
-    return [
-        FileSourceClaim(
-            file_source_id=row.id,
-            path=row.path,
-            interval=timedelta(seconds=row.interval_seconds),
-            consecutive_failures=row.consecutive_failures,
-            lease=granted,
-        )
-        for row in rows
-    ]
+    return [file_source_claim(row, granted) for row in rows]
+
+
+def endpoint_claim(row: EndpointRow, lease: Lease) -> EndpointClaim:
+    """Build the claim of an endpoint row that `lease` now holds."""
+    return EndpointClaim(
+        endpoint_id=row.id,
+        endpoint=endpoint_from_row(row),
+        interval=timedelta(seconds=row.interval_seconds),
+        consecutive_failures=row.consecutive_failures,
+        lease=lease,
+    )
+
+
+def file_source_claim(row: FileSourceRow, lease: Lease) -> FileSourceClaim:
+    """Build the claim of a file source row that `lease` now holds."""
+    return FileSourceClaim(
+        file_source_id=row.id,
+        path=row.path,
+        interval=timedelta(seconds=row.interval_seconds),
+        consecutive_failures=row.consecutive_failures,
+        lease=lease,
+    )
 
 
 def release(
