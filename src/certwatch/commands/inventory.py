@@ -167,13 +167,13 @@ def store_endpoint(
     now: datetime,
 ) -> Upserted[EndpointRecord]:
     """Upsert an endpoint; a new one without an interval gets `default_interval`."""
-    stored = upsert_endpoint(session, endpoint, now=now, settings=settings)
-    if stored.created and settings.interval is None:
-        chosen = SourceSettings(interval=default_interval)
-        stored = Upserted(
-            upsert_endpoint(session, endpoint, now=now, settings=chosen).record, True
-        )
-    return stored
+    return upsert_endpoint(
+        session,
+        endpoint,
+        now=now,
+        settings=settings,
+        default_interval=default_interval,
+    )
 
 
 def store_file_source(
@@ -185,13 +185,9 @@ def store_file_source(
     now: datetime,
 ) -> Upserted[FileSourceRecord]:
     """Upsert a file source; a new one without an interval gets `default_interval`."""
-    stored = upsert_file_source(session, path, now=now, settings=settings)
-    if stored.created and settings.interval is None:
-        chosen = SourceSettings(interval=default_interval)
-        stored = Upserted(
-            upsert_file_source(session, path, now=now, settings=chosen).record, True
-        )
-    return stored
+    return upsert_file_source(
+        session, path, now=now, settings=settings, default_interval=default_interval
+    )
 
 
 def check_tags(tags: Sequence[str]) -> tuple[str, ...]:

@@ -160,12 +160,14 @@ def upsert_endpoint(
     *,
     now: datetime,
     settings: SourceSettings | None = None,
+    default_interval: timedelta = DEFAULT_INTERVAL,
 ) -> Upserted[EndpointRecord]:
     """Add an endpoint, or update it when one with the same identity exists.
 
     The identity is protocol, host, port, server name and pinned address.
     An update replaces the target text and every setting given; a new
-    endpoint is due at once (`next_scan_at` is `now`).
+    endpoint is due at once (`next_scan_at` is `now`) and gets
+    `default_interval` when `settings` gives no interval.
     """
     chosen = _checked(settings)
     row = session.scalar(select(EndpointRow).where(*_identity(endpoint)))
@@ -182,7 +184,14 @@ def upsert_endpoint(
             consecutive_failures=0,
         )
     row.target = endpoint.target
-    _apply_settings(session, row, chosen, created=created, now=now)
+    _apply_settings(
+        session,
+        row,
+        chosen,
+        created=created,
+        now=now,
+        default_interval=default_interval,
+    )
     session.add(row)
     session.flush()
     _replace_tags(session, EndpointTagRow, EndpointTagRow.endpoint_id, row.id, chosen)
@@ -231,6 +240,7 @@ def upsert_file_source(
     *,
     now: datetime,
     settings: SourceSettings | None = None,
+    default_interval: timedelta = DEFAULT_INTERVAL,
 ) -> Upserted[FileSourceRecord]:
     """Add a certificate file or folder as a source, or update the one stored.
 
@@ -246,7 +256,14 @@ def upsert_file_source(
         row = FileSourceRow(
             path=path, created_at=now, next_scan_at=now, consecutive_failures=0
         )
-    _apply_settings(session, row, chosen, created=created, now=now)
+    _apply_settings(
+        session,
+        row,
+        chosen,
+        created=created,
+        now=now,
+        default_interval=default_interval,
+    )
     session.add(row)
     session.flush()
     _replace_tags(
@@ -322,6 +339,7 @@ def _apply_settings(
     *,
     created: bool,
     now: datetime,
+    default_interval: timedelta,
 ) -> None:
     """Copy the given settings onto `row`, which a new row must not yet be added to.
 
@@ -332,7 +350,7 @@ def _apply_settings(
         team = DEFAULT_TEAM if settings.team is None else settings.team
         row.team_id = ensure_team(session, team, now=now)
     if settings.interval is not None or created:
-        interval = DEFAULT_INTERVAL if settings.interval is None else settings.interval
+        interval = default_interval if settings.interval is None else settings.interval
         row.interval_seconds = _interval_seconds(interval)
     if settings.enabled is not None or created:
         row.enabled = True if settings.enabled is None else settings.enabled
