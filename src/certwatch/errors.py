@@ -6,7 +6,7 @@ The tree is shallow:
 - `TargetError`: a target string cannot be parsed (also a `ValueError`).
 - `ThresholdError`: a `--warning` or `--critical` value is invalid (also a
   `ValueError`).
-- `TrustStoreError`: a CA file cannot be read or holds no certificate.
+- `TrustStoreError`: a CA file cannot be read or contains no certificate.
 - `certwatch.probe.resolve.ResolutionError`: a name did not resolve; the
   probe turns it into a `dns_error` result, so it never leaves the probe.
 - `certwatch.x509.der.DerError`: bytes hold no DER certificate structure;
@@ -32,4 +32,4 @@ class ThresholdError(CertwatchError, ValueError):
 
 
 class TrustStoreError(CertwatchError):
-    """A trust store file that cannot be read or holds no certificate."""
+    """A trust store file that cannot be read or contains no certificate."""

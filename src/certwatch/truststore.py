@@ -18,7 +18,7 @@ def load_roots(
     """Return the DER roots to trust.
 
     Raises:
-        TrustStoreError: a CA file is missing, unreadable or holds no
+        TrustStoreError: a CA file is missing, unreadable or contains no
             certificate, or `only_ca_files` is set without any CA file.
     """
     if only_ca_files and not ca_files:
@@ -48,7 +48,7 @@ def _read_ca_file(path: Path) -> tuple[bytes, ...]:
         )
     if not certificates:
         raise TrustStoreError(
-            f"CA file {str(path)!r} holds no certificate: give a PEM, DER or "
+            f"CA file {str(path)!r} contains no certificate: give a PEM, DER or "
             "PKCS#7 file with the root certificates to trust."
         )
     return tuple(certificates)

@@ -1,4 +1,4 @@
-"""What one probe of one address saw."""
+"""The outcome of one probe of one address."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ class ProbeSettings:
 class ProbeResult:
     """One probe of one address.
 
-    `address` is `None` only when DNS resolution failed. `chain` holds the DER
+    `address` is `None` only when DNS resolution failed. `chain` contains the DER
     certificates exactly as the server sent them, leaf first; it is empty when
     `error` is set. A server that requires a client certificate and aborts
     after sending its own chain gives that chain, no error, and

@@ -103,11 +103,12 @@ def _set_groups(context: SSL.Context) -> None:
 
     The OpenSSL 4.0 bundled with cryptography 50 sends an X25519MLKEM768 key
     share by default, which doubles the cost of the ClientHello (130 against
-    68 microseconds measured here) for a probe that sends no secret. Only the
-    first group gets a key share; a server that wants another group asks for
-    it with a HelloRetryRequest. pyOpenSSL 26 has no wrapper for this, so it
-    goes through its cffi bindings, and an OpenSSL that does not know a group
-    name gets the list without it; without the binding, defaults stay.
+    about 65 microseconds, see docs/benchmarks.md) for a probe that sends no
+    secret. Only the first group gets a key share. A server that requires
+    another group requests it with a HelloRetryRequest. pyOpenSSL 26 has no
+    wrapper for this, so it goes through its cffi bindings. An OpenSSL that
+    does not know a group name gets the list without it, and without the
+    binding the defaults stay.
     """
     raw_context = getattr(context, "_context", None)
     set_groups = getattr(_openssl_lib, "SSL_CTX_set1_curves_list", None)
@@ -211,7 +212,7 @@ def _watch_certificate_requests(context: SSL.Context) -> None:
     """Make every connection of `context` record a CertificateRequest.
 
     OpenSSL calls a certificate callback (SSL_CTX_set_cert_cb) on a client
-    only when the server asks for a client certificate, so watching costs
+    only when the server requests a client certificate, so watching costs
     nothing on other handshakes. pyOpenSSL 26 has no wrapper for it, so this
     reaches into its cffi bindings, and falls back to an info callback, which
     runs on every state change of every handshake, when they change.

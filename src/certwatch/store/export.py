@@ -31,7 +31,7 @@ from certwatch.store.inventory import (
 )
 from certwatch.targets import SCHEME_PORTS, Endpoint, parse_target
 
-# The longest scan interval an import accepts, as `--interval` does.
+# The maximum scan interval an import accepts, as `--interval` does.
 MAX_INTERVAL_SECONDS = 365 * 86400
 
 FORMAT_VERSION = 1
@@ -136,7 +136,7 @@ def _endpoint_from(entry: Any) -> tuple[Endpoint, SourceSettings]:
 def _canonical_host(host: str, port: int) -> str:
     """Check a host as a target would be, and require its canonical form.
 
-    An export holds canonical hosts (A-labels in lower case, compressed IPv6),
+    An export contains canonical hosts (A-labels in lower case, compressed IPv6),
     so anything else was edited by hand and would become a second endpoint.
     """
     text = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -66,7 +66,7 @@ class Schedule:
     """The scan schedule state of one source.
 
     `last_scanned_at` is `None` before the first scan; `lease_expires_at` is
-    `None` unless a scanner holds the source.
+    `None` unless a scanner has claimed the source.
     """
 
     next_scan_at: datetime

@@ -40,7 +40,7 @@ class CertificateFacts:
     """What one certificate says about itself.
 
     Any field other than `sha256` and `der` is `None` (or empty) when that part
-    of the certificate could not be read; `parse_problems` then says why.
+    of the certificate could not be read; `parse_problems` then gives the reason.
     """
 
     der: bytes = field(repr=False)
@@ -97,7 +97,7 @@ class Thresholds:
 class AnalysisPolicy:
     """How to judge certificates.
 
-    `roots` are the trusted root certificates (DER). `public_roots` tells
+    `roots` are the trusted root certificates (DER). `public_roots` is
     whether they are the public web PKI (certifi), which enables the checks
     that only apply to publicly trusted leaves, such as `excessive_lifetime`.
     """

@@ -237,7 +237,7 @@ def _verify(
 ) -> tuple[tuple[_Node, ...] | None, str]:
     """Run the validator of cryptography; return its path or its error."""
     if anchors.store is None:
-        return None, "the trust store holds no certificate"
+        return None, "the trust store contains no certificate"
     certificates, error = _run_validator(
         anchors.builder(validation_time),
         _validation_subjects(leaf.facts),
