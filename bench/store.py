@@ -66,18 +66,17 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from certwatch.cli import cli
-from certwatch.commands.queries import endpoint_states
+from certwatch.commands.listing import DEFAULT_LIMIT, list_sources
 from certwatch.monitor.changes import DEFAULT_CHANGE_WINDOW, detect_changes
 from certwatch.probe.model import ErrorReason, ProbeError
 from certwatch.result import Result, Status, status_from
 from certwatch.store.changes import insert_changes
 from certwatch.store.database import create_store_engine, session_factory, upgrade
-from certwatch.store.deployments import certificates_with_deployments
+from certwatch.store.deployments import served_certificates
 from certwatch.store.inventory import (
     DEFAULT_INTERVAL,
     InventoryFilter,
     ensure_team,
-    list_endpoints,
 )
 from certwatch.store.models import EndpointRow, EndpointTagRow
 from certwatch.store.observations import CompletedScan, record_observations
@@ -825,9 +824,13 @@ def list_queries(sessions: sessionmaker[Session]) -> Callable[[], int]:
     def run() -> int:
         limit = datetime.now(UTC) + timedelta(days=EXPIRING_DAYS)
         with sessions() as session:
-            endpoints = list_endpoints(session, InventoryFilter(expiring_by=limit))
-            states = endpoint_states(session, [record.id for record in endpoints])
-        return len(states)
+            listing = list_sources(
+                session,
+                InventoryFilter(expiring_by=limit),
+                limit=DEFAULT_LIMIT,
+                now=datetime.now(UTC),
+            )
+        return len(listing.sources)
 
     return run
 
@@ -837,9 +840,10 @@ def certificates_queries(sessions: sessionmaker[Session]) -> Callable[[], int]:
 
     def run() -> int:
         with sessions() as session:
-            deployed = certificates_with_deployments(session, leaves_only=True)
-            stale_deployments(session, now=datetime.now(UTC))
-        return len(deployed)
+            page = served_certificates(session, limit=DEFAULT_LIMIT)
+            sha256s = [item.certificate.sha256 for item in page.certificates]
+            stale_deployments(session, now=datetime.now(UTC), sha256s=sha256s)
+        return len(page.certificates)
 
     return run
 
@@ -854,8 +858,16 @@ def measure(url: str, plan: Plan, repeat: int) -> list[Timing]:
             f"list --expiring {EXPIRING_DAYS} --json",
             command(url, "list", "--expiring", "30", "--json"),
         ),
+        (
+            f"list --expiring {EXPIRING_DAYS} --limit 0 --json",
+            command(url, "list", "--expiring", "30", "--limit", "0", "--json"),
+        ),
         ("certificates", command(url, "certificates")),
         ("certificates --json", command(url, "certificates", "--json")),
+        (
+            "certificates --limit 0 --json",
+            command(url, "certificates", "--limit", "0", "--json"),
+        ),
         (f"where {name}", command(url, "where", name)),
         (f"where {fingerprint}", command(url, "where", fingerprint)),
     ]

@@ -199,3 +199,30 @@ def test_certificates_table_one_name_per_line(
     assert "\\n" not in outcome.stdout
     assert "www.example.test" in outcome.stdout
     assert "example.test" in outcome.stdout.replace("www.example.test", "")
+
+
+def test_certificates_limit_and_expiring(
+    certwatch: Certwatch, local_server: StartServer
+) -> None:
+    leaves = [
+        fresh_leaf(f"s{days}.example.test", days_left=days) for days in (5, 40, 90)
+    ]
+    certwatch("add", *(target(serve(local_server, leaf)) for leaf in leaves))
+
+    first = certwatch.json("certificates", "--limit", "2")
+    everything = certwatch.json("certificates", "--limit", "0")
+    soon = certwatch.json("certificates", "--expiring", "30")
+    table = certwatch("certificates", "--limit", "1")
+
+    assert [c["sha256"] for c in first["certificates"]] == [
+        leaves[0].sha256,
+        leaves[1].sha256,
+    ]
+    assert first["truncated"] is True
+    assert first["limit"] == 2
+    assert len(everything["certificates"]) == 3
+    assert everything["truncated"] is False
+    assert everything["limit"] is None
+    assert [c["sha256"] for c in soon["certificates"]] == [leaves[0].sha256]
+    assert table.exit_code == 0, table.output
+    assert "1 certificates shown, soonest expiry first; more match" in table.stdout

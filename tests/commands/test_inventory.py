@@ -350,3 +350,64 @@ def test_list_expiring_keeps_endpoint_that_is_down(
 
     assert list(listed) == [f"127.0.0.1:{port}"]
     assert listed[f"127.0.0.1:{port}"]["status"] == "unknown"
+
+
+def test_list_limit_sorts_by_expiry_and_counts(
+    certwatch: Certwatch, local_server: StartServer
+) -> None:
+    leaves = [fresh_leaf(f"s{d}.example.test", days_left=d) for d in (70, 3, 30)]
+    servers = [serve(local_server, leaf) for leaf in leaves]
+    certwatch("add", *(target(server) for server in servers))
+
+    document = certwatch.json("list", "--limit", "2")
+    table = certwatch("list", "--limit", "2")
+
+    assert [s["days_left"] for s in document["sources"]] == [3, 30]
+    assert document["total"] == 3
+    assert document["limit"] == 2
+    assert table.exit_code == 0, table.output
+    assert "2 of 3 in the inventory match, soonest expiry shown" in table.stdout
+
+
+def test_list_shows_stale_deployment_on_the_endpoint_behind(
+    certwatch: Certwatch, local_server: StartServer
+) -> None:
+    old = fresh_leaf("www.example.test", days_left=20)
+    new = fresh_leaf("www.example.test", days_left=80)
+    behind = serve(local_server, old)
+    renewed = serve(local_server, new)
+    certwatch("add", target(behind), target(renewed))
+
+    document = certwatch.json("list")
+    table = certwatch("list")
+
+    by_target = {source["target"]: source for source in document["sources"]}
+    [finding] = by_target[target(behind)]["findings"]
+    assert finding["code"] == "stale_deployment"
+    assert finding["severity"] == "warning"
+    assert by_target[target(renewed)]["findings"] == []
+    assert f"{target(behind)}: warning stale_deployment: 1 of 2" in table.stdout
+
+
+def test_add_reports_and_stores_stale_deployment(
+    certwatch: Certwatch, local_server: StartServer, tmp_path: Path
+) -> None:
+    names = {"ip_addresses": ("127.0.0.1",)}
+    old = fresh_leaf("www.example.test", days_left=50, **names)
+    new = fresh_leaf("www.example.test", days_left=80, **names)
+    behind = serve(local_server, old)
+    renewed = serve(local_server, new)
+    roots = tmp_path / "root.pem"
+    roots.write_bytes(ROOT.pem)
+    trust = ("--ca-file", str(roots), "--only-ca-file")
+    certwatch("add", target(renewed), *trust)
+
+    outcome = certwatch("add", target(behind), *trust, "--json")
+    listed = certwatch.json("list", "--status", "warning")
+
+    assert outcome.exit_code == 1, outcome.output
+    [result] = json.loads(outcome.stdout)["results"]
+    assert [f["code"] for f in result["findings"]] == ["stale_deployment"]
+    assert result["status"] == "warning"
+    # The finding is stored: the latest status of the endpoint says so.
+    assert [s["target"] for s in listed["sources"]] == [target(behind)]

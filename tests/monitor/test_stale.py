@@ -50,11 +50,11 @@ def test_stale_deployment_three_of_eight(
 
     with sessions() as session:
         [stale] = stale_deployments(session, now=NOW)
-        by_endpoint = stale_deployments(session, now=NOW, endpoint_id=endpoint_id)
+        by_endpoint = stale_deployments(session, now=NOW, endpoint_ids=[endpoint_id])
         by_name = stale_deployments(session, now=NOW, name="WWW.example.test.")
         by_new_name = stale_deployments(session, now=NOW, name="api.example.test")
-        by_sha = stale_deployments(session, now=NOW, sha256=pki.leaf.sha256)
-        by_new_sha = stale_deployments(session, now=NOW, sha256=pki.renewed.sha256)
+        by_sha = stale_deployments(session, now=NOW, sha256s=[pki.leaf.sha256])
+        by_new_sha = stale_deployments(session, now=NOW, sha256s=[pki.renewed.sha256])
 
     old_date = pki.leaf.cert.not_valid_after_utc.date().isoformat()
     new_date = pki.renewed.cert.not_valid_after_utc.date().isoformat()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, select, text
+from sqlalchemy import MetaData, insert, inspect, select, text
 from sqlalchemy.exc import OperationalError, StatementError
 from sqlalchemy.orm import Session
 
@@ -21,7 +21,7 @@ from certwatch.store.database import (
     upgrade,
 )
 from certwatch.store.errors import StoreError
-from certwatch.store.models import DEFAULT_TEAM, Base, TeamRow
+from certwatch.store.models import DEFAULT_TEAM, Base, EndpointRow, TeamRow
 
 TABLES = {
     "alembic_version",
@@ -120,7 +120,7 @@ def test_upgrade_empty_database(empty_database_url: str) -> None:
         with Session(engine) as session:
             teams = session.execute(select(TeamRow.name, TeamRow.created_at)).all()
             version = session.execute(text("SELECT version_num FROM alembic_version"))
-            assert version.scalar_one() == "0002"
+            assert version.scalar_one() == "0003"
     finally:
         engine.dispose()
 
@@ -173,3 +173,97 @@ def test_upgrade_failure_leaves_no_tables_on_sqlite(tmp_path: Path) -> None:
             )
         }
     assert tables == {"endpoints"}
+
+
+def test_upgrade_to_0003_copies_latest_scan_onto_sources(
+    empty_database_url: str,
+) -> None:
+    """Revision 0003 fills last_status and not_after from stored observations."""
+    upgrade(empty_database_url, "0002")
+    engine = create_store_engine(empty_database_url)
+    soon = datetime(2027, 1, 10, tzinfo=UTC)
+    later = datetime(2027, 6, 1, tzinfo=UTC)
+    seen = datetime(2026, 12, 1, tzinfo=UTC)
+    try:
+        with engine.begin() as connection:
+            tables = MetaData()
+            tables.reflect(connection)
+            team_id = connection.execute(select(tables.tables["teams"].c.id)).scalar()
+            schedule = {
+                "team_id": team_id,
+                "interval_seconds": 3600,
+                "enabled": True,
+                "notes": "",
+                "created_at": seen,
+                "updated_at": seen,
+                "next_scan_at": seen,
+                "consecutive_failures": 0,
+            }
+            endpoint = {"protocol": "https", "port": 443, "address": ""}
+            connection.execute(
+                insert(tables.tables["endpoints"]),
+                [
+                    {**schedule, **endpoint, "id": i, "target": n, "host": n}
+                    | {"server_name": n}
+                    for i, n in ((1, "a.example.test"), (2, "b.example.test"))
+                ],
+            )
+            connection.execute(
+                insert(tables.tables["certificates"]),
+                [
+                    {"sha256": sha, "der": b"x", "dns_names": [], "ip_addresses": []}
+                    | {"not_after": not_after, "first_seen_at": seen}
+                    for sha, not_after in (("1" * 64, soon), ("2" * 64, later))
+                ],
+            )
+            observation = {"endpoint_id": 1, "observed_at": seen}
+            connection.execute(
+                insert(tables.tables["observations"]),
+                [
+                    # An earlier scan that no longer counts, then two addresses.
+                    {**observation, "id": 1, "status": "critical", "latest": False},
+                    {**observation, "id": 2, "status": "ok", "latest": True},
+                    {**observation, "id": 3, "status": "warning", "latest": True},
+                ],
+            )
+            connection.execute(
+                insert(tables.tables["observation_certificates"]),
+                [
+                    {
+                        "observation_id": 1,
+                        "position": 0,
+                        "certificate_sha256": "1" * 64,
+                    },
+                    {
+                        "observation_id": 2,
+                        "position": 0,
+                        "certificate_sha256": "2" * 64,
+                    },
+                    # An intermediate does not count for an endpoint.
+                    {
+                        "observation_id": 3,
+                        "position": 1,
+                        "certificate_sha256": "1" * 64,
+                    },
+                    {
+                        "observation_id": 3,
+                        "position": 0,
+                        "certificate_sha256": "2" * 64,
+                    },
+                ],
+            )
+
+        upgrade(empty_database_url)
+
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text("SELECT id, last_status FROM endpoints ORDER BY id")
+            ).all()
+        with Session(engine) as session:
+            query = select(EndpointRow.id, EndpointRow.not_after)
+            expiry = {row[0]: row[1] for row in session.execute(query)}
+    finally:
+        engine.dispose()
+
+    assert [tuple(row) for row in rows] == [(1, "warning"), (2, None)]
+    assert expiry == {1: later, 2: None}

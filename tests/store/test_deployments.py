@@ -18,9 +18,9 @@ from tests.store.builders import (
 
 from certwatch.store.deployments import (
     certificate_der,
-    certificates_with_deployments,
     deployment_history,
     deployments_now,
+    served_certificates,
 )
 from certwatch.store.inventory import upsert_endpoint, upsert_file_source
 from certwatch.store.observations import CompletedScan, record_observations
@@ -108,7 +108,7 @@ def test_address_gone_from_dns_is_not_current(session: Session) -> None:
     assert [d.address for d in current] == ["192.0.2.1"]
 
 
-def test_certificates_with_deployments(session: Session) -> None:
+def test_served_certificates(session: Session) -> None:
     pki = make_pki()
     renew_at_one_address(session, pki)
     source = upsert_file_source(session, "/etc/ssl/site.pem", now=NOW).record
@@ -120,16 +120,21 @@ def test_certificates_with_deployments(session: Session) -> None:
     record_observations(session, [file_scan])
     session.commit()
 
-    deployed = certificates_with_deployments(session)
-    soon = certificates_with_deployments(
+    page = served_certificates(session)
+    first = served_certificates(session, limit=1)
+    soon = served_certificates(
         session, not_after_before=pki.leaf.cert.not_valid_after_utc + timedelta(1)
-    )
+    ).certificates
 
+    # The intermediate is only ever sent after a leaf, so it is left out.
+    deployed = page.certificates
     assert [c.certificate.sha256 for c in deployed] == [
         pki.leaf.sha256,
         pki.renewed.sha256,
-        pki.intermediate.sha256,
     ]
+    assert not page.truncated
+    assert [c.certificate.sha256 for c in first.certificates] == [pki.leaf.sha256]
+    assert first.truncated
     renewed = deployed[1]
     assert [(d.address, d.path) for d in renewed.deployments] == [
         (None, "/etc/ssl/site.pem"),

@@ -12,7 +12,7 @@ import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.orm import Session
 
+from certwatch.commands.listing import DEFAULT_LIMIT
 from certwatch.commands.output import (
     INVENTORY_SCHEMA_VERSION,
     certificate_document,
@@ -29,6 +30,7 @@ from certwatch.commands.output import (
     days_cell,
     days_until,
     echo_json,
+    finding_document,
     minute,
     timestamp,
 )
@@ -41,9 +43,9 @@ from certwatch.store.deployments import (
     DeployedCertificate,
     Deployment,
     certificate_summaries,
-    certificates_with_deployments,
     deployment_history,
     deployments_now,
+    served_certificates,
 )
 from certwatch.store.stale import StaleDeployment, stale_deployments
 from certwatch.x509.model import Finding
@@ -80,7 +82,20 @@ class PlacedCertificate:
 
 @click.command("certificates")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON document.")
-def certificates_command(as_json: bool) -> None:
+@click.option(
+    "--expiring",
+    type=click.IntRange(min=0),
+    metavar="DAYS",
+    help="Keep only certificates that expire within DAYS days or have expired.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=DEFAULT_LIMIT,
+    show_default=True,
+    help="Print at most this many, soonest expiry first; 0 prints all.",
+)
+def certificates_command(as_json: bool, expiring: int | None, limit: int) -> None:
     """List each certificate deployed now with every place it is deployed.
 
     Leaf certificates of endpoints and every certificate in files are
@@ -88,22 +103,22 @@ def certificates_command(as_json: bool) -> None:
     their leaf are not.
     """
     now = datetime.now(UTC)
+    before = None if expiring is None else now + timedelta(days=expiring)
     with open_store() as sessions, sessions() as session:
-        found = certificates_with_deployments(session, leaves_only=True)
-        deployed = [d for d in found if _listed(d)]
-        placed = _with_stale(deployed, stale_deployments(session, now=now))
+        page = served_certificates(
+            session, limit=limit or None, not_after_before=before
+        )
+        sha256s = [item.certificate.sha256 for item in page.certificates]
+        stale = stale_deployments(session, now=now, sha256s=sha256s) if sha256s else []
+        placed = _with_stale(page.certificates, stale)
 
     with closed_pipe_ignored():
         if as_json:
-            echo_json(_document(placed, now, key="certificates"))
+            document = _document(placed, now, key="certificates")
+            document.update(limit=limit or None, truncated=page.truncated)
+            echo_json(document)
         else:
-            _print_certificates(placed, now)
-
-
-def _listed(deployed: DeployedCertificate) -> bool:
-    return any(
-        d.file_source_id is not None or d.position == 0 for d in deployed.deployments
-    )
+            _print_certificates(placed, now, truncated=page.truncated)
 
 
 def _with_stale(
@@ -273,11 +288,9 @@ def _placed(
             places.append(deployment)
     summaries = certificate_summaries(session, sorted(by_certificate))
     summaries.sort(key=lambda s: (s.not_after is None, s.not_after or now, s.sha256))
-    stale = [
-        item
-        for summary in summaries
-        for item in stale_deployments(session, now=now, sha256=summary.sha256)
-    ]
+    stale = stale_deployments(
+        session, now=now, sha256s=[summary.sha256 for summary in summaries]
+    )
     deployed = [
         DeployedCertificate(summary, tuple(by_certificate[summary.sha256]))
         for summary in summaries
@@ -308,15 +321,7 @@ def _placed_document(item: PlacedCertificate, now: datetime) -> dict[str, Any]:
         "deployments": [
             _deployment_document(d, stale=item.is_stale(d)) for d in item.deployments
         ],
-        "findings": []
-        if finding is None
-        else [
-            {
-                "code": finding.code,
-                "severity": finding.severity.label,
-                "message": finding.message,
-            }
-        ],
+        "findings": [] if finding is None else [finding_document(finding)],
     }
 
 
@@ -345,7 +350,9 @@ def _deployment_document(deployment: Deployment, *, stale: bool) -> dict[str, An
     return document
 
 
-def _print_certificates(placed: Sequence[PlacedCertificate], now: datetime) -> None:
+def _print_certificates(
+    placed: Sequence[PlacedCertificate], now: datetime, *, truncated: bool = False
+) -> None:
     table = Table(header_style="bold", show_lines=True)
     table.add_column("Days", justify="right", no_wrap=True)
     table.add_column("Not after (UTC)", no_wrap=True)
@@ -374,7 +381,13 @@ def _print_certificates(placed: Sequence[PlacedCertificate], now: datetime) -> N
             line.append(plain_text(item.finding.message))
             console.print(line)
     count = len(placed)
-    console.print(Text(f"{count} certificate{'s' * (count != 1)}.", style="dim"))
+    footer = f"{count} certificate{'s' * (count != 1)}."
+    if truncated:
+        footer = (
+            f"{count} certificates shown, soonest expiry first; more match: "
+            "--limit 0 lists all."
+        )
+    console.print(Text(footer, style="dim"))
 
 
 def _names_cell(names: list[str]) -> Text:

@@ -14,32 +14,17 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import click
-from rich.table import Table
-from rich.text import Text
 from sqlalchemy.orm import Session
 
 from certwatch.arguments import classify_items
 from certwatch.check import check_endpoints, check_paths
 from certwatch.commands.output import (
-    INVENTORY_SCHEMA_VERSION,
     closed_pipe_ignored,
-    days_cell,
-    days_until,
     echo_json,
-    format_interval,
-    minute,
-    status_cell,
-    timestamp,
 )
-from certwatch.commands.queries import (
-    SourceState,
-    endpoint_states,
-    file_source_states,
-    find_endpoints,
-)
+from certwatch.commands.queries import find_endpoints
 from certwatch.commands.store import open_store
 from certwatch.errors import CertwatchError, TargetError
 from certwatch.monitor.changes import detect_changes
@@ -52,18 +37,15 @@ from certwatch.monitor.settings import (
 from certwatch.probe.resolve import SystemResolver
 from certwatch.report.console import stdout_console
 from certwatch.report.json import render_document
-from certwatch.report.table import plain_text, print_table
-from certwatch.result import Result, Status, worst_status
+from certwatch.report.table import print_table
+from certwatch.result import Result, worst_status
 from certwatch.sources.files import FileProblem
 from certwatch.store.changes import insert_changes
 from certwatch.store.inventory import (
     EndpointRecord,
     FileSourceRecord,
-    InventoryFilter,
     SourceSettings,
     Upserted,
-    list_endpoints,
-    list_file_sources,
     normalize_tags,
     remove_endpoint,
     remove_file_source,
@@ -73,6 +55,7 @@ from certwatch.store.inventory import (
 from certwatch.store.leases import claim_endpoints, claim_file_sources
 from certwatch.store.observations import CompletedScan, record_observations
 from certwatch.store.schedule import Release, release
+from certwatch.store.stale import record_stale_findings
 from certwatch.targets import Endpoint, apply_overrides, parse_resolve
 from certwatch.truststore import load_roots
 from certwatch.x509.model import AnalysisPolicy
@@ -284,8 +267,12 @@ def add_command(
         with sessions.begin() as session:
             changes = detect_changes(session, scans, window=monitor.change_window)
             record_observations(session, scans)
+            recorded = record_stale_findings(
+                session, scans, now=now, thresholds=policy.thresholds
+            )
             insert_changes(session, changes)
             _reschedule(session, scans, monitor, now)
+        results = _with_recorded_findings(results, scans, recorded)
 
     with closed_pipe_ignored():
         if as_json:
@@ -293,6 +280,24 @@ def add_command(
         else:
             print_table(results, stdout_console(), skipped=skipped)
     sys.exit(worst_status([r.status for r in results]).exit_code)
+
+
+def _with_recorded_findings(
+    results: Sequence[Result],
+    probed: Sequence[CompletedScan],
+    recorded: Sequence[CompletedScan],
+) -> list[Result]:
+    """Replace the probed results with those the recording amended.
+
+    Recording adds findings that depend on other places, such as
+    `stale_deployment`; the report shows them too, in probe order.
+    """
+    amended = {
+        id(before): after
+        for old, new in zip(probed, recorded, strict=True)
+        for before, after in zip(old.results, new.results, strict=True)
+    }
+    return [amended.get(id(result), result) for result in results]
 
 
 @dataclass(frozen=True)
@@ -449,191 +454,3 @@ def remove_command(items: tuple[str, ...]) -> None:
             remove_endpoint(session, endpoint_id)
     removed = len(endpoint_ids) + len(sources.paths)
     click.echo(f"Removed {removed} from the inventory.")
-
-
-@dataclass(frozen=True)
-class ListedSource:
-    """One row of `certwatch list`: an endpoint or file source and its state.
-
-    `state` is `None` for a source never scanned.
-    """
-
-    endpoint: EndpointRecord | None
-    file_source: FileSourceRecord | None
-    state: SourceState | None
-
-    @property
-    def record(self) -> EndpointRecord | FileSourceRecord:
-        record = self.endpoint or self.file_source
-        assert record is not None
-        return record
-
-    @property
-    def target(self) -> str:
-        if self.endpoint is not None:
-            return self.endpoint.endpoint.target
-        assert self.file_source is not None
-        return self.file_source.path
-
-    @property
-    def status(self) -> Status:
-        return Status.UNKNOWN if self.state is None else self.state.status
-
-    @property
-    def not_after(self) -> datetime | None:
-        return None if self.state is None else self.state.not_after
-
-
-STATUS_CHOICES = [status.value for status in Status]
-
-
-@click.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON document.")
-@click.option(
-    "--expiring",
-    type=click.IntRange(min=0),
-    metavar="DAYS",
-    help="Keep only those whose leaf certificate expires within DAYS days "
-    "(or has expired), and those whose latest scan obtained no certificate.",
-)
-@click.option(
-    "--tag",
-    "tags",
-    multiple=True,
-    help="Keep only those with this tag; repeat to require several tags.",
-)
-@click.option(
-    "--status",
-    "status_text",
-    type=click.Choice(STATUS_CHOICES),
-    help="Keep only those whose latest scan has this status; never scanned "
-    "counts as unknown.",
-)
-def list_command(
-    as_json: bool,
-    expiring: int | None,
-    tags: tuple[str, ...],
-    status_text: str | None,
-) -> None:
-    """List the inventory with the latest status of each endpoint and file.
-
-    Rows are sorted by not_after, soonest first; never scanned ones come last.
-    """
-    now = datetime.now(UTC)
-    limit = None if expiring is None else now + timedelta(days=expiring)
-    # The database narrows the sources by expiry first, so that a short
-    # window loads few of them. The filter below applies the same rule.
-    filters = InventoryFilter(tags=check_tags(tags), expiring_by=limit)
-    with open_store() as sessions, sessions() as session:
-        listed = _listed_sources(session, filters)
-
-    if limit is not None:
-        listed = [s for s in listed if _expiring(s, limit)]
-    if status_text is not None:
-        listed = [s for s in listed if s.status is Status(status_text)]
-
-    with closed_pipe_ignored():
-        if as_json:
-            echo_json(_list_document(listed, now))
-        else:
-            _print_list(listed, now)
-
-
-def _expiring(source: ListedSource, limit: datetime) -> bool:
-    """Tell whether `list --expiring` keeps a source.
-
-    A source whose latest scan obtained no certificate is kept: its expiry is
-    unknown, and an outage must not hide a certificate about to expire.
-    """
-    if source.not_after is not None:
-        return source.not_after <= limit
-    return source.state is not None
-
-
-def _listed_sources(session: Session, filters: InventoryFilter) -> list[ListedSource]:
-    endpoints = list_endpoints(session, filters)
-    files = list_file_sources(session, filters)
-    states = endpoint_states(session, [record.id for record in endpoints])
-    file_states = file_source_states(session, [record.id for record in files])
-    listed = [ListedSource(r, None, states.get(r.id)) for r in endpoints]
-    listed.extend(ListedSource(None, r, file_states.get(r.id)) for r in files)
-    far_future = datetime.max.replace(tzinfo=UTC)
-    listed.sort(key=lambda s: (s.not_after or far_future, s.target))
-    return listed
-
-
-def _list_document(listed: Sequence[ListedSource], now: datetime) -> dict[str, Any]:
-    return {
-        "schema_version": INVENTORY_SCHEMA_VERSION,
-        "listed_at": timestamp(now),
-        "sources": [_source_document(source, now) for source in listed],
-    }
-
-
-def _source_document(source: ListedSource, now: datetime) -> dict[str, Any]:
-    record = source.record
-    document: dict[str, Any] = {"id": record.id}
-    if source.endpoint is not None:
-        endpoint = source.endpoint.endpoint
-        document.update(
-            kind="endpoint",
-            target=endpoint.target,
-            protocol=endpoint.protocol,
-            host=endpoint.host,
-            port=endpoint.port,
-            server_name=endpoint.server_name,
-            address=endpoint.address,
-        )
-    else:
-        document.update(kind="file", target=source.target, path=source.target)
-    state = source.state
-    document.update(
-        team=record.team,
-        tags=list(record.tags),
-        interval_seconds=int(record.interval.total_seconds()),
-        enabled=record.enabled,
-        notes=record.notes,
-        status=None if state is None else state.status.value,
-        scanned_at=None if state is None else timestamp(state.scanned_at),
-        not_after=timestamp(source.not_after),
-        days_left=days_until(source.not_after, now),
-    )
-    return document
-
-
-def _print_list(listed: Sequence[ListedSource], now: datetime) -> None:
-    table = Table(header_style="bold")
-    table.add_column("Status", no_wrap=True)
-    table.add_column("Days", justify="right", no_wrap=True)
-    table.add_column("Not after (UTC)", no_wrap=True)
-    table.add_column("Target", overflow="fold")
-    table.add_column("Team", overflow="fold")
-    table.add_column("Tags", overflow="fold")
-    table.add_column("Interval", no_wrap=True)
-    table.add_column("Last scan (UTC)", no_wrap=True)
-    for source in listed:
-        record = source.record
-        state = source.state
-        interval = format_interval(record.interval)
-        table.add_row(
-            status_cell(None if state is None else state.status),
-            days_cell(days_until(source.not_after, now)),
-            Text(minute(source.not_after)),
-            plain_text(_target_label(source)),
-            plain_text(record.team),
-            plain_text(", ".join(record.tags) or "-"),
-            Text(interval if record.enabled else f"{interval} (disabled)"),
-            Text("never" if state is None else minute(state.scanned_at)),
-        )
-    console = stdout_console()
-    console.print(table)
-    console.print(Text(f"{len(listed)} in the inventory match.", style="dim"))
-
-
-def _target_label(source: ListedSource) -> str:
-    if source.endpoint is None:
-        return source.target
-    endpoint = source.endpoint.endpoint
-    if endpoint.address:
-        return f"{endpoint.target} (at {endpoint.address})"
-    return endpoint.target

@@ -6,7 +6,8 @@ import click
 
 from certwatch.commands.certificates import certificates_command, where_command
 from certwatch.commands.history import history_command
-from certwatch.commands.inventory import add_command, list_command, remove_command
+from certwatch.commands.inventory import add_command, remove_command
+from certwatch.commands.listing import list_command
 from certwatch.commands.transfer import export_command, import_command
 
 INVENTORY_COMMANDS = (

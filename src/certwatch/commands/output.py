@@ -17,6 +17,7 @@ from certwatch.report.table import STATUS_STYLES
 from certwatch.result import Status
 from certwatch.store.deployments import CertificateSummary
 from certwatch.x509.facts import days_left
+from certwatch.x509.model import Finding
 
 # JSON documents of the inventory commands carry this version; it changes
 # only when a field is renamed or removed.
@@ -102,4 +103,13 @@ def certificate_document(summary: CertificateSummary, now: datetime) -> dict[str
         "key_type": summary.key_type,
         "key_size": summary.key_size,
         "is_ca": summary.is_ca,
+    }
+
+
+def finding_document(finding: Finding) -> dict[str, Any]:
+    """Build the JSON object of one finding."""
+    return {
+        "code": finding.code,
+        "severity": finding.severity.label,
+        "message": finding.message,
     }

@@ -6,7 +6,6 @@ listing of a large inventory does not cost one round trip per row.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,8 +13,6 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from certwatch.result import Status, worst_status
-from certwatch.store.chunks import chunked
 from certwatch.store.inventory import EndpointRecord, get_endpoint
 from certwatch.store.models import (
     CertificateRow,
@@ -24,76 +21,6 @@ from certwatch.store.models import (
     ObservationRow,
 )
 from certwatch.targets import Endpoint
-
-
-@dataclass(frozen=True)
-class SourceState:
-    """What the latest scan of one endpoint or file source found.
-
-    `not_after` is the soonest not_after among the leaf certificates seen
-    (every certificate for a file), `None` when no certificate was obtained.
-    """
-
-    status: Status
-    scanned_at: datetime
-    not_after: datetime | None
-
-
-def endpoint_states(session: Session, ids: Sequence[int]) -> dict[int, SourceState]:
-    """Return the latest state of each endpoint; never scanned ones are left out."""
-    return _states(session, ObservationRow.endpoint_id, ids, leaf_only=True)
-
-
-def file_source_states(session: Session, ids: Sequence[int]) -> dict[int, SourceState]:
-    """Return the latest state of each file source; never scanned ones are left out."""
-    return _states(session, ObservationRow.file_source_id, ids, leaf_only=False)
-
-
-def _states(
-    session: Session, owner: Any, ids: Sequence[int], *, leaf_only: bool
-) -> dict[int, SourceState]:
-    statuses: dict[int, list[Status]] = {}
-    scanned: dict[int, datetime] = {}
-    soonest: dict[int, datetime] = {}
-    for chunk in chunked(ids):
-        latest = [owner.in_(chunk), ObservationRow.latest.is_(True)]
-        rows = session.execute(
-            select(owner, ObservationRow.status, func.max(ObservationRow.observed_at))
-            .where(*latest)
-            .group_by(owner, ObservationRow.status)
-        )
-        for source_id, status, observed_at in rows:
-            statuses.setdefault(source_id, []).append(Status(status))
-            if source_id not in scanned or observed_at > scanned[source_id]:
-                scanned[source_id] = observed_at
-
-        expiry = (
-            select(owner, func.min(CertificateRow.not_after))
-            .join(
-                ObservationCertificateRow,
-                ObservationCertificateRow.observation_id == ObservationRow.id,
-            )
-            .join(
-                CertificateRow,
-                CertificateRow.sha256 == ObservationCertificateRow.certificate_sha256,
-            )
-            .where(*latest)
-            .group_by(owner)
-        )
-        if leaf_only:
-            expiry = expiry.where(ObservationCertificateRow.position == 0)
-        for source_id, not_after in session.execute(expiry):
-            if not_after is not None:
-                soonest[source_id] = not_after
-
-    return {
-        source_id: SourceState(
-            status=worst_status(found),
-            scanned_at=scanned[source_id],
-            not_after=soonest.get(source_id),
-        )
-        for source_id, found in statuses.items()
-    }
 
 
 def find_endpoints(session: Session, endpoint: Endpoint) -> list[EndpointRecord]:

@@ -51,6 +51,7 @@ from certwatch.store.schedule import (
     claim_due_file_sources,
     release,
 )
+from certwatch.store.stale import record_stale_findings
 from certwatch.targets import Endpoint
 from certwatch.x509.model import AnalysisPolicy
 
@@ -437,6 +438,12 @@ class _Cycle:
                     session, scans, window=self.settings.change_window
                 )
                 observations = record_observations(session, scans)
+                scans = record_stale_findings(
+                    session,
+                    scans,
+                    now=finished_at,
+                    thresholds=self.policy.thresholds,
+                )
                 insert_changes(session, changes)
                 released = release(
                     session,

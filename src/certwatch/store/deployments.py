@@ -96,48 +96,91 @@ def deployment_history(
     return _load(session, _deployments(_certificate_filter(sha256, name)))
 
 
-def certificates_with_deployments(
+@dataclass(frozen=True)
+class CertificatePage:
+    """The first certificates of a listing by expiry.
+
+    `truncated` tells whether more certificates matched than the limit let in.
+    """
+
+    certificates: list[DeployedCertificate]
+    truncated: bool
+
+
+def served_certificates(
     session: Session,
     *,
+    limit: int | None = None,
     not_after_before: datetime | None = None,
-    leaves_only: bool = False,
-) -> list[DeployedCertificate]:
-    """Return every currently deployed certificate with its places.
+) -> CertificatePage:
+    """Return the certificates served now as a leaf or stored in a file.
 
-    The list is sorted by not_after, soonest first, with certificates whose
-    not_after could not be read last. `not_after_before` keeps only those
-    that expire before that instant. `leaves_only` keeps only certificates
-    ever seen as the leaf at an endpoint address or in a file, which leaves
-    out the intermediates that servers send after their leaf; a certificate
-    kept still lists all its places.
+    Soonest not_after first, certificates whose not_after could not be read
+    last; `limit` keeps the first that many and `not_after_before` those
+    that expire before that instant. Each certificate lists all its current
+    places, including those where it is sent after another leaf. The
+    database sorts and limits, so a short page of a large inventory reads
+    only the certificates on it.
     """
-    conditions = []
-    column = ObservationCertificateRow.certificate_sha256
+    condition = _served_now(CertificateRow.sha256)
     if not_after_before is not None:
-        conditions.append(
-            column.in_(
-                select(CertificateRow.sha256).where(
-                    CertificateRow.not_after < not_after_before
-                )
-            )
-        )
-    if leaves_only:
-        conditions.append(column.in_(_leaves_seen()))
-    condition = and_(*conditions) if conditions else None
-    current = _load(session, _deployments(condition).having(_current_flag() == 1))
-    by_certificate: dict[str, list[Deployment]] = {}
-    for deployment in current:
-        by_certificate.setdefault(deployment.certificate_sha256, []).append(deployment)
-
-    summaries = certificate_summaries(session, list(by_certificate))
-    ordered = sorted(
-        summaries,
-        key=lambda s: (s.not_after is None, s.not_after or s.first_seen_at, s.sha256),
+        condition = and_(condition, CertificateRow.not_after < not_after_before)
+    # Dated and undated certificates are read apart: a single ORDER BY on
+    # "not_after IS NULL" would keep the database from walking the not_after
+    # index and stopping after one page.
+    wanted = None if limit is None else limit + 1
+    sha256s = _served_sha256s(session, condition, dated=True, limit=wanted)
+    if wanted is None or len(sha256s) < wanted:
+        left = None if wanted is None else wanted - len(sha256s)
+        sha256s += _served_sha256s(session, condition, dated=False, limit=left)
+    # One more than asked tells whether the page is the whole list.
+    truncated = limit is not None and len(sha256s) > limit
+    sha256s = sha256s[:limit]
+    places: dict[str, list[Deployment]] = {sha256: [] for sha256 in sha256s}
+    for chunk in chunked(sha256s):
+        column = ObservationCertificateRow.certificate_sha256
+        current = _deployments(column.in_(chunk)).having(_current_flag() == 1)
+        for deployment in _load(session, current):
+            places[deployment.certificate_sha256].append(deployment)
+    summaries = {s.sha256: s for s in certificate_summaries(session, sha256s)}
+    return CertificatePage(
+        [
+            DeployedCertificate(summaries[sha256], tuple(places[sha256]))
+            for sha256 in sha256s
+            if sha256 in summaries
+        ],
+        truncated,
     )
-    return [
-        DeployedCertificate(summary, tuple(by_certificate[summary.sha256]))
-        for summary in ordered
-    ]
+
+
+def _served_sha256s(
+    session: Session, condition: Any, *, dated: bool, limit: int | None
+) -> list[str]:
+    column = CertificateRow.not_after
+    query = (
+        select(CertificateRow.sha256)
+        .where(condition, column.is_not(None) if dated else column.is_(None))
+        .order_by(column, CertificateRow.sha256)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query))
+
+
+def _served_now(sha256: Any) -> Any:
+    """Whether the certificate is a leaf or in a file in some source's latest scan."""
+    link = aliased(ObservationCertificateRow)
+    observation = aliased(ObservationRow)
+    return (
+        select(link.observation_id)
+        .join(observation, observation.id == link.observation_id)
+        .where(
+            link.certificate_sha256 == sha256,
+            observation.latest.is_(True),
+            (link.position == 0) | observation.file_source_id.is_not(None),
+        )
+        .exists()
+    )
 
 
 def certificate_summaries(
@@ -171,17 +214,6 @@ def _certificate_filter(sha256: str | None, name: str | None) -> Any:
         CertificateNameRow.name == name.strip().rstrip(".").lower()
     )
     return column.in_(named)
-
-
-def _leaves_seen() -> Select[Any]:
-    """Select the certificates seen as an endpoint's leaf or in a file, ever."""
-    link = aliased(ObservationCertificateRow)
-    observation = aliased(ObservationRow)
-    return (
-        select(link.certificate_sha256)
-        .join(observation, observation.id == link.observation_id)
-        .where((link.position == 0) | observation.file_source_id.is_not(None))
-    )
 
 
 def _current_flag() -> Any:

@@ -15,7 +15,6 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
-    CompoundSelect,
     Select,
     delete,
     func,
@@ -28,13 +27,10 @@ from certwatch.store.chunks import chunked
 from certwatch.store.errors import StoreError
 from certwatch.store.models import (
     DEFAULT_TEAM,
-    CertificateRow,
     EndpointRow,
     EndpointTagRow,
     FileSourceRow,
     FileSourceTagRow,
-    ObservationCertificateRow,
-    ObservationRow,
     TeamRow,
 )
 from certwatch.targets import Endpoint
@@ -66,13 +62,19 @@ class Schedule:
     """The scan schedule state of one source.
 
     `last_scanned_at` is `None` before the first scan; `lease_expires_at` is
-    `None` unless a scanner has claimed the source.
+    `None` unless a scanner has claimed the source. `last_status` is the
+    worst status of the latest scan and `not_after` the soonest not_after it
+    saw (leaf certificates of an endpoint, every certificate of a file);
+    both are `None` before the first scan, and `not_after` also when the
+    latest scan obtained no certificate.
     """
 
     next_scan_at: datetime
     last_scanned_at: datetime | None
     lease_expires_at: datetime | None
     consecutive_failures: int
+    last_status: str | None = None
+    not_after: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -122,8 +124,11 @@ class InventoryFilter:
     `tags` must all be present. `search` is a case-insensitive substring of
     the endpoint's target or host, or of the file source's path.
     `expiring_by` keeps the sources whose latest scan saw a certificate with
-    a not_after at or before that instant: a leaf certificate of an
-    endpoint, or any certificate of a file source.
+    a not_after at or before that instant (a leaf certificate of an
+    endpoint, or any certificate of a file source), and those whose latest
+    scan obtained no certificate, because a source that is down may expire
+    soon. `status` keeps the sources whose latest scan had that worst status;
+    `unknown` also keeps the sources never scanned.
     """
 
     team: str | None = None
@@ -131,6 +136,7 @@ class InventoryFilter:
     enabled: bool | None = None
     search: str | None = None
     expiring_by: datetime | None = None
+    status: str | None = None
 
 
 def ensure_team(session: Session, name: str, *, now: datetime) -> int:
@@ -219,19 +225,50 @@ def get_endpoint(session: Session, endpoint_id: int) -> EndpointRecord | None:
 
 
 def list_endpoints(
-    session: Session, filters: InventoryFilter | None = None
+    session: Session,
+    filters: InventoryFilter | None = None,
+    *,
+    by_expiry: bool = False,
+    limit: int | None = None,
 ) -> list[EndpointRecord]:
-    """Return the endpoints that match `filters`, ordered by host and port."""
-    chosen = filters or InventoryFilter()
-    query = _filtered(select(EndpointRow), EndpointRow, EndpointTagRow, chosen)
-    if chosen.search:
-        pattern = f"%{chosen.search.lower()}%"
+    """Return the endpoints that match `filters`, ordered by host and port.
+
+    With `by_expiry` the soonest not_after comes first, then endpoints whose
+    latest scan saw no certificate, then those never scanned, each group by
+    target. `limit` keeps the
+    first that many.
+    """
+    query = _endpoint_query(select(EndpointRow), filters or InventoryFilter())
+    if by_expiry:
+        query = query.order_by(
+            EndpointRow.last_status.is_(None),
+            EndpointRow.not_after.is_(None),
+            EndpointRow.not_after,
+            EndpointRow.target,
+            EndpointRow.id,
+        )
+    else:
+        query = query.order_by(EndpointRow.host, EndpointRow.port, EndpointRow.id)
+    if limit is not None:
+        query = query.limit(limit)
+    return _endpoint_records(session, list(session.scalars(query)))
+
+
+def count_endpoints(session: Session, filters: InventoryFilter | None = None) -> int:
+    """Count the endpoints that match `filters`."""
+    query = select(func.count()).select_from(EndpointRow)
+    return session.scalar(_endpoint_query(query, filters or InventoryFilter())) or 0
+
+
+def _endpoint_query(query: Select[Any], filters: InventoryFilter) -> Select[Any]:
+    query = _filtered(query, EndpointRow, EndpointTagRow, filters)
+    if filters.search:
+        pattern = f"%{filters.search.lower()}%"
         query = query.where(
             func.lower(EndpointRow.target).like(pattern)
             | func.lower(EndpointRow.host).like(pattern)
         )
-    query = query.order_by(EndpointRow.host, EndpointRow.port, EndpointRow.id)
-    return _endpoint_records(session, list(session.scalars(query)))
+    return query
 
 
 def upsert_file_source(
@@ -280,16 +317,41 @@ def remove_file_source(session: Session, source: str | int) -> bool:
 
 
 def list_file_sources(
-    session: Session, filters: InventoryFilter | None = None
+    session: Session,
+    filters: InventoryFilter | None = None,
+    *,
+    by_expiry: bool = False,
+    limit: int | None = None,
 ) -> list[FileSourceRecord]:
-    """Return the file sources that match `filters`, ordered by path."""
-    chosen = filters or InventoryFilter()
-    query = _filtered(select(FileSourceRow), FileSourceRow, FileSourceTagRow, chosen)
-    if chosen.search:
-        pattern = f"%{chosen.search.lower()}%"
-        query = query.where(func.lower(FileSourceRow.path).like(pattern))
+    """Return the file sources that match `filters`, ordered by path.
+
+    `by_expiry` and `limit` work as for `list_endpoints`.
+    """
+    query = _file_source_query(select(FileSourceRow), filters or InventoryFilter())
+    if by_expiry:
+        query = query.order_by(
+            FileSourceRow.last_status.is_(None),
+            FileSourceRow.not_after.is_(None),
+            FileSourceRow.not_after,
+        )
     query = query.order_by(FileSourceRow.path)
+    if limit is not None:
+        query = query.limit(limit)
     return _file_source_records(session, list(session.scalars(query)))
+
+
+def count_file_sources(session: Session, filters: InventoryFilter | None = None) -> int:
+    """Count the file sources that match `filters`."""
+    query = select(func.count()).select_from(FileSourceRow)
+    return session.scalar(_file_source_query(query, filters or InventoryFilter())) or 0
+
+
+def _file_source_query(query: Select[Any], filters: InventoryFilter) -> Select[Any]:
+    query = _filtered(query, FileSourceRow, FileSourceTagRow, filters)
+    if filters.search:
+        pattern = f"%{filters.search.lower()}%"
+        query = query.where(func.lower(FileSourceRow.path).like(pattern))
+    return query
 
 
 def endpoint_from_row(row: EndpointRow) -> Endpoint:
@@ -311,6 +373,8 @@ def schedule_from_row(row: EndpointRow | FileSourceRow) -> Schedule:
         last_scanned_at=row.last_scanned_at,
         lease_expires_at=row.lease_expires_at,
         consecutive_failures=row.consecutive_failures,
+        last_status=row.last_status,
+        not_after=row.not_after,
     )
 
 
@@ -401,11 +465,11 @@ def _replace_tags(
 
 
 def _filtered(
-    query: Select[RowT],
-    row: type[RowT],
+    query: Select[Any],
+    row: type[EndpointRow] | type[FileSourceRow],
     tag_table: type[EndpointTagRow] | type[FileSourceTagRow],
     filters: InventoryFilter,
-) -> Select[RowT]:
+) -> Select[Any]:
     if filters.team is not None:
         query = query.join(TeamRow, TeamRow.id == row.team_id).where(
             TeamRow.name == filters.team
@@ -421,40 +485,16 @@ def _filtered(
         has_tag = select(owner).where(owner == row.id, tag_table.tag == tag)
         query = query.where(has_tag.exists())
     if filters.expiring_by is not None:
-        expiring = _expiring_sources(row, filters.expiring_by)
-        query = query.where(row.id.in_(expiring))
-    return query
-
-
-def _expiring_sources(row: type[RowT], expiring_by: datetime) -> CompoundSelect[Any]:
-    """Select the sources whose latest scan saw a certificate expiring by then,
-    or saw no certificate at all: an endpoint that is down may expire soon."""
-    link = ObservationCertificateRow
-    owner = (
-        ObservationRow.endpoint_id
-        if row is EndpointRow
-        else ObservationRow.file_source_id
-    )
-    query = (
-        select(owner)
-        .join(link, link.observation_id == ObservationRow.id)
-        .join(CertificateRow, CertificateRow.sha256 == link.certificate_sha256)
-        .where(
-            CertificateRow.not_after <= expiring_by,
-            ObservationRow.latest.is_(True),
-            owner.is_not(None),
+        query = query.where(
+            (row.not_after <= filters.expiring_by)
+            | (row.not_after.is_(None) & row.last_status.is_not(None))
         )
-    )
-    if row is EndpointRow:
-        query = query.where(link.position == 0)
-    without_certificate = select(owner).where(
-        ObservationRow.latest.is_(True),
-        owner.is_not(None),
-        ~select(link.observation_id)
-        .where(link.observation_id == ObservationRow.id)
-        .exists(),
-    )
-    return query.union(without_certificate)
+    if filters.status is not None:
+        condition = row.last_status == filters.status
+        if filters.status == "unknown":
+            condition = condition | row.last_status.is_(None)
+        query = query.where(condition)
+    return query
 
 
 def _endpoint_records(

@@ -65,6 +65,11 @@ class _Scheduled:
     `next_scan_at` is when the source is due. A scanner that claims it sets
     `lease_token` and `lease_expires_at`. The lease counts only until it
     expires, so a killed scanner never leaves a source claimed for good.
+
+    `last_status` and `not_after` copy what the latest scan found (its worst
+    status, and the soonest not_after of the leaf certificates of an
+    endpoint or of every certificate of a file source), so that listings
+    sort and filter a large inventory by expiry with one indexed query.
     """
 
     team_id: Mapped[int] = mapped_column(
@@ -80,6 +85,8 @@ class _Scheduled:
     lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     last_scanned_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     consecutive_failures: Mapped[int] = mapped_column(Integer)
+    last_status: Mapped[str | None] = mapped_column(String(20))
+    not_after: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class EndpointRow(_Scheduled, Base):
@@ -95,6 +102,7 @@ class EndpointRow(_Scheduled, Base):
         UniqueConstraint("protocol", "host", "port", "server_name", "address"),
         Index(None, "enabled", "next_scan_at"),
         Index(None, "team_id"),
+        Index(None, "not_after"),
         CheckConstraint("port BETWEEN 1 AND 65535", name="port_range"),
         CheckConstraint("interval_seconds > 0", name="interval_positive"),
     )
@@ -127,6 +135,7 @@ class FileSourceRow(_Scheduled, Base):
     __table_args__ = (
         Index(None, "enabled", "next_scan_at"),
         Index(None, "team_id"),
+        Index(None, "not_after"),
         CheckConstraint("interval_seconds > 0", name="interval_positive"),
     )
 

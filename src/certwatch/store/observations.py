@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -22,6 +22,8 @@ from certwatch.store.chunks import chunked
 from certwatch.store.models import (
     CertificateNameRow,
     CertificateRow,
+    EndpointRow,
+    FileSourceRow,
     FindingRow,
     ObservationCertificateRow,
     ObservationRow,
@@ -95,7 +97,60 @@ def record_observations(session: Session, scans: Sequence[CompletedScan]) -> int
         [draft.row for draft in drafts],
     ).all()
     _insert_children(session, ids, drafts)
+    _copy_latest_state(session, list(newest.values()), drafts)
     return len(drafts)
+
+
+def _copy_latest_state(
+    session: Session, newest: Sequence[CompletedScan], drafts: Sequence[_Draft]
+) -> None:
+    """Copy each source's latest status and soonest not_after onto its row.
+
+    For an endpoint only the leaf counts: the intermediates it sends are
+    someone else's to renew. For a file every certificate counts.
+    """
+    states: dict[tuple[str, int], tuple[list[Status], list[datetime]]] = {}
+    for draft in drafts:
+        if not draft.row["latest"]:
+            continue
+        endpoint_id = draft.row["endpoint_id"]
+        key = (
+            ("endpoint", endpoint_id)
+            if endpoint_id is not None
+            else ("file", draft.row["file_source_id"])
+        )
+        statuses, expiries = states.setdefault(key, ([], []))
+        statuses.append(Status(draft.row["status"]))
+        counted = draft.chain[:1] if endpoint_id is not None else draft.chain
+        expiries.extend(f.not_after for f in counted if f.not_after is not None)
+
+    for kind, row_type in (("endpoint", EndpointRow), ("file", FileSourceRow)):
+        table: Any = row_type.__table__
+        rows = []
+        for scan in newest:
+            key = _source_key(scan)
+            if key[0] != kind:
+                continue
+            statuses, expiries = states.get(key, ([], []))
+            rows.append(
+                {
+                    "source_id": key[1],
+                    "new_status": str(worst_status(statuses))
+                    if statuses
+                    else str(Status.UNKNOWN),
+                    "new_not_after": min(expiries, default=None),
+                }
+            )
+        if rows:
+            session.execute(
+                update(table)
+                .where(table.c.id == bindparam("source_id"))
+                .values(
+                    last_status=bindparam("new_status"),
+                    not_after=bindparam("new_not_after"),
+                ),
+                rows,
+            )
 
 
 def _source_key(scan: CompletedScan) -> tuple[str, int]:

@@ -15,29 +15,33 @@ left out. The places compared are the latest observations of every endpoint
 address, across all endpoints, so a renewal that reached one endpoint of a
 name but not another counts too. Files are not compared.
 
-The finding is computed when asked for, not stored, because it changes
-whenever any of the addresses involved is scanned again.
+Listings compute the finding when asked, because it changes whenever any of
+the addresses involved is scanned again. A cycle also stores it with the
+observations it records, as it stood when they were recorded.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from certwatch.result import Result, status_from, worst_status
 from certwatch.store.chunks import chunked
 from certwatch.store.deployments import CertificateSummary, certificate_summaries
 from certwatch.store.models import (
     CertificateNameRow,
     EndpointRow,
+    FindingRow,
     ObservationCertificateRow,
     ObservationRow,
 )
+from certwatch.store.observations import CompletedScan
 from certwatch.x509.expiry import expiry_severity, expiry_windows
 from certwatch.x509.model import CertificateFacts, Finding, Severity, Thresholds
 
@@ -78,21 +82,21 @@ def stale_deployments(
     *,
     now: datetime,
     thresholds: Thresholds | None = None,
-    endpoint_id: int | None = None,
-    sha256: str | None = None,
+    endpoint_ids: Collection[int] | None = None,
+    sha256s: Collection[str] | None = None,
     name: str | None = None,
 ) -> list[StaleDeployment]:
     """Return the stale deployments, soonest expiring older certificate first.
 
     With no filter every currently served certificate is considered. At most
-    one filter may be given: `endpoint_id` keeps the certificates that
-    endpoint serves now, `sha256` one certificate, and `name` the
+    one filter may be given: `endpoint_ids` keeps the certificates those
+    endpoints serve now, `sha256s` those certificates, and `name` the
     certificates listing that DNS name or IP address (exact, any case).
     `thresholds` sets the critical window (default: the lifetime-aware one).
     """
-    if sum(value is not None for value in (endpoint_id, sha256, name)) > 1:
-        raise ValueError("Give at most one of endpoint_id, sha256 and name.")
-    olds = _filtered_certificates(session, endpoint_id, sha256, name)
+    if sum(value is not None for value in (endpoint_ids, sha256s, name)) > 1:
+        raise ValueError("Give at most one of endpoint_ids, sha256s and name.")
+    olds = _filtered_certificates(session, endpoint_ids, sha256s, name)
     if olds is not None and not olds:
         return []
 
@@ -222,10 +226,13 @@ def stale_message(
 
 
 def _filtered_certificates(
-    session: Session, endpoint_id: int | None, sha256: str | None, name: str | None
+    session: Session,
+    endpoint_ids: Collection[int] | None,
+    sha256s: Collection[str] | None,
+    name: str | None,
 ) -> set[str] | None:
-    if sha256 is not None:
-        return {sha256.lower()}
+    if sha256s is not None:
+        return {sha256.lower() for sha256 in sha256s}
     if name is not None:
         wanted = name.strip().rstrip(".").lower()
         return set(
@@ -235,9 +242,12 @@ def _filtered_certificates(
                 )
             )
         )
-    if endpoint_id is not None:
-        query = _served_query().where(ObservationRow.endpoint_id == endpoint_id)
-        return {row[0] for row in session.execute(query)}
+    if endpoint_ids is not None:
+        found: set[str] = set()
+        for chunk in chunked(sorted(endpoint_ids)):
+            query = _served_query().where(ObservationRow.endpoint_id.in_(chunk))
+            found.update(row[0] for row in session.execute(query))
+        return found
     return None
 
 
@@ -319,3 +329,113 @@ def _names(summary: CertificateSummary) -> set[str]:
 
 def _place_order(leaf: ServedLeaf) -> tuple[str, str, int]:
     return (leaf.target, leaf.address, leaf.endpoint_id)
+
+
+def stale_by_endpoint(
+    stale: Iterable[StaleDeployment],
+) -> dict[int, list[StaleDeployment]]:
+    """Group stale deployments by the endpoints that still serve the old certificate."""
+    grouped: defaultdict[int, list[StaleDeployment]] = defaultdict(list)
+    for item in stale:
+        for endpoint_id in sorted({leaf.endpoint_id for leaf in item.stale}):
+            grouped[endpoint_id].append(item)
+    return dict(grouped)
+
+
+def record_stale_findings(
+    session: Session,
+    scans: Sequence[CompletedScan],
+    *,
+    now: datetime,
+    thresholds: Thresholds | None = None,
+) -> list[CompletedScan]:
+    """Add `stale_deployment` to the results of the scans just recorded.
+
+    Call after `record_observations` in the same transaction, so the batch's
+    own addresses take part in the comparison. Each result at an address
+    that still serves an older certificate gets the finding, stored with its
+    observation, and its status and its endpoint's latest status become at
+    least the finding's. Returns the scans with the findings added, for
+    reports; scans without a stale address are returned as they were.
+    """
+    endpoint_ids = [scan.endpoint_id for scan in scans if scan.endpoint_id is not None]
+    if not endpoint_ids:
+        return list(scans)
+    found: dict[tuple[int, str], Finding] = {}
+    for item in stale_deployments(
+        session, now=now, thresholds=thresholds, endpoint_ids=endpoint_ids
+    ):
+        for leaf in item.stale:
+            found[(leaf.endpoint_id, leaf.address)] = item.finding
+    if not found:
+        return list(scans)
+
+    amended = []
+    for scan in scans:
+        if scan.endpoint_id is None:
+            amended.append(scan)
+            continue
+        results = tuple(
+            _with_finding(result, found.get((scan.endpoint_id, result.address or "")))
+            for result in scan.results
+        )
+        if results != scan.results:
+            _store_findings(session, scan, results)
+            scan = replace(scan, results=results)
+        amended.append(scan)
+    return amended
+
+
+def _with_finding(result: Result, finding: Finding | None) -> Result:
+    if finding is None:
+        return result
+    status = worst_status([result.status, status_from((finding,))])
+    return replace(result, findings=(*result.findings, finding), status=status)
+
+
+def _store_findings(
+    session: Session, scan: CompletedScan, results: Sequence[Result]
+) -> None:
+    """Store the added findings on the scan's latest observations."""
+    observations = {
+        address: (observation_id, count)
+        for observation_id, address, count in session.execute(
+            select(
+                ObservationRow.id,
+                ObservationRow.address,
+                select(func.count())
+                .where(FindingRow.observation_id == ObservationRow.id)
+                .scalar_subquery(),
+            ).where(
+                ObservationRow.endpoint_id == scan.endpoint_id,
+                ObservationRow.latest.is_(True),
+            )
+        )
+    }
+    for result in results:
+        if not result.findings or result.findings[-1].code != STALE_DEPLOYMENT:
+            continue
+        stored = observations.get(result.address)
+        if stored is None:
+            continue
+        observation_id, count = stored
+        finding = result.findings[-1]
+        session.execute(
+            insert(FindingRow).values(
+                observation_id=observation_id,
+                position=count,
+                code=finding.code,
+                severity=finding.severity.label,
+                message=finding.message,
+            )
+        )
+        session.execute(
+            update(ObservationRow)
+            .where(ObservationRow.id == observation_id)
+            .values(status=str(result.status))
+        )
+    session.execute(
+        update(EndpointRow)
+        .where(EndpointRow.id == scan.endpoint_id)
+        .values(last_status=str(worst_status([r.status for r in results])))
+    )
