@@ -23,7 +23,7 @@ from certwatch.check import (
     check_paths,
     result_from_invalid_target,
 )
-from certwatch.errors import CertwatchError, ThresholdError
+from certwatch.errors import CertwatchError
 from certwatch.probe.model import ProbeSettings
 from certwatch.probe.resolve import PinnedResolver, Resolver, SystemResolver
 from certwatch.report.console import stdout_console
@@ -34,7 +34,7 @@ from certwatch.result import Result, Status, worst_status
 from certwatch.sources.files import FileProblem
 from certwatch.targets import Endpoint, parse_resolve
 from certwatch.truststore import load_roots
-from certwatch.x509.expiry import parse_threshold, threshold_days
+from certwatch.x509.expiry import parse_thresholds, threshold_days
 from certwatch.x509.model import AnalysisPolicy, Thresholds
 
 logger = logging.getLogger(__name__)
@@ -167,7 +167,7 @@ def check(
 
     try:
         overrides = _parse_overrides(resolve_values)
-        thresholds = _parse_thresholds(warning_text, critical_text)
+        thresholds = parse_thresholds(warning_text, critical_text)
         roots = load_roots(ca_file, only_ca_files=only_ca_file)
     except CertwatchError as exc:
         raise click.UsageError(str(exc)) from exc
@@ -225,29 +225,6 @@ def read_target_lines(handle: TextIO) -> list[str]:
             f"byte {exc.start}): save it as UTF-8 with one target per line."
         ) from exc
     return targets
-
-
-def _parse_thresholds(
-    warning_text: str | None, critical_text: str | None
-) -> Thresholds:
-    warning = parse_threshold(warning_text) if warning_text else None
-    critical = parse_threshold(critical_text) if critical_text else None
-    if warning is not None and critical is not None:
-        later = (
-            critical.days is not None
-            and warning.days is not None
-            and critical.days > warning.days
-        ) or (
-            critical.share is not None
-            and warning.share is not None
-            and critical.share > warning.share
-        )
-        if later:
-            raise ThresholdError(
-                f"--critical {critical_text} comes before --warning {warning_text}: "
-                "give a critical threshold at or below the warning threshold."
-            )
-    return Thresholds(warning=warning, critical=critical)
 
 
 def _parse_overrides(values: Sequence[str]) -> dict[tuple[str, int], list[str]]:

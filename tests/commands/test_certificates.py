@@ -226,3 +226,10 @@ def test_certificates_limit_and_expiring(
     assert [c["sha256"] for c in soon["certificates"]] == [leaves[0].sha256]
     assert table.exit_code == 0, table.output
     assert "1 certificates shown, soonest expiry first; more match" in table.stdout
+
+
+def test_where_empty_name(certwatch: Certwatch) -> None:
+    outcome = certwatch("where", " ")
+
+    assert outcome.exit_code == 2
+    assert "Empty name: give a DNS name, an IP address or a SHA-256" in outcome.stderr

@@ -411,3 +411,28 @@ def test_add_reports_and_stores_stale_deployment(
     assert result["status"] == "warning"
     # The finding is stored: the latest status of the endpoint says so.
     assert [s["target"] for s in listed["sources"]] == [target(behind)]
+
+
+def test_add_and_scan_take_thresholds(
+    certwatch: Certwatch, local_server: StartServer, tmp_path: Path
+) -> None:
+    leaf = fresh_leaf("www.example.test", days_left=60, ip_addresses=("127.0.0.1",))
+    server = serve(local_server, leaf)
+    roots = tmp_path / "root.pem"
+    roots.write_bytes(ROOT.pem)
+    trust = ("--ca-file", str(roots), "--only-ca-file")
+
+    added = certwatch("add", target(server), *trust, "--warning", "90")
+    default = certwatch("scan", target(server), *trust)
+    status_after_default = certwatch.json("list")["sources"][0]["status"]
+    critical = certwatch("scan", target(server), *trust, "--critical", "61")
+    status_after_critical = certwatch.json("list")["sources"][0]["status"]
+    invalid = certwatch("scan", "--all", "--warning", "5", "--critical", "9")
+
+    assert added.exit_code == Status.WARNING.exit_code, added.output
+    assert default.exit_code == 0, default.output
+    assert status_after_default == "ok"
+    assert critical.exit_code == 0, critical.output
+    assert status_after_critical == "critical"
+    assert invalid.exit_code == 2
+    assert "--critical 9 comes before --warning 5" in invalid.output

@@ -160,7 +160,6 @@ def test_import_bom_crlf_semicolons(certwatch: Certwatch, tmp_path: Path) -> Non
         pytest.param(
             "host,host\na.test,b.test\n", "names host more than once", id="dup"
         ),
-        pytest.param("host\n", "has a header but no rows", id="no-rows"),
     ],
 )
 def test_import_unusable_file(
@@ -170,6 +169,18 @@ def test_import_unusable_file(
 
     assert outcome.exit_code == 1
     assert message in outcome.stderr
+
+
+def test_export_import_empty_inventory(certwatch: Certwatch, tmp_path: Path) -> None:
+    exported = certwatch("export")
+    path = write(tmp_path, exported.stdout)
+
+    imported = certwatch("import", str(path))
+
+    assert exported.exit_code == 0, exported.output
+    assert imported.exit_code == 0, imported.output
+    assert "has a header but no rows: nothing to import" in imported.stderr
+    assert f"Imported {path}: 0 added, 0 updated." in imported.stdout
 
 
 def test_import_not_utf8(certwatch: Certwatch, tmp_path: Path) -> None:

@@ -331,3 +331,40 @@ def test_serve_stops_on_sigterm(
     assert "127.0.0.1 unknown (timeout)" in text
     assert "monitor stopped after 1 cycles" in text
     assert count_observations(url_sessions) == 1
+
+
+@pytest.mark.slow
+def test_serve_exits_at_once_on_second_sigterm(
+    database_url: str,
+    url_sessions: sessionmaker[Session],
+    local_server: StartServer,
+    tmp_path: Path,
+) -> None:
+    stalling = local_server(mode=Mode.STALL)
+    add_endpoints(url_sessions, [pinned("www.example.test", stalling.port)])
+    log = tmp_path / "serve.log"
+
+    # The probe would wait 60 s for the stalled handshake; the second signal
+    # must end the process long before that.
+    process = start_certwatch(database_url, log, "serve", "--timeout", "60")
+    try:
+        wait_for(lambda: stalling.accepted == 1)
+        process.send_signal(signal.SIGTERM)
+        wait_for(lambda: "stopping after the current batch" in log.read_text())
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    text = log.read_text()
+    assert code == 128 + signal.SIGTERM, text
+    assert "received SIGTERM again: exiting without waiting" in text
+    with url_sessions() as session:
+        leased = session.scalar(
+            select(func.count())
+            .select_from(EndpointRow)
+            .where(EndpointRow.lease_token.is_not(None))
+        )
+    assert leased == 0

@@ -309,3 +309,33 @@ def test_claim_rejects_bad_arguments(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         claim_due_endpoints(session, now=NOW, limit=limit, lease=lease)
+
+
+def test_changed_interval_moves_next_scan(session: Session) -> None:
+    [endpoint_id] = add_endpoints(session, 1)
+    [claim] = claim_due_endpoints(session, now=NOW, limit=1, lease=LEASE)
+    release(
+        session,
+        [Release(claim, scanned_at=NOW, failed=False)],
+        now=NOW,
+        policy=NO_JITTER,
+        rng=random.Random(1),
+    )
+    target = endpoint("host0.example.test")
+
+    def next_scan_after(interval: timedelta, now: timedelta) -> object:
+        settings = SourceSettings(interval=interval)
+        upsert_endpoint(session, target, now=NOW + now, settings=settings)
+        stored = get_endpoint(session, endpoint_id)
+        assert stored is not None
+        return stored.schedule.next_scan_at
+
+    shorter = next_scan_after(timedelta(hours=1), timedelta(minutes=10))
+    overdue = next_scan_after(timedelta(minutes=5), timedelta(minutes=20))
+    longer = next_scan_after(timedelta(days=1), timedelta(minutes=30))
+    same = next_scan_after(timedelta(days=1), timedelta(minutes=40))
+
+    assert shorter == NOW + timedelta(hours=1)
+    assert overdue == NOW + timedelta(minutes=20)
+    assert longer == NOW + timedelta(days=1)
+    assert same == NOW + timedelta(days=1)

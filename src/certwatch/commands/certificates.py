@@ -153,6 +153,11 @@ def where_command(name_or_fingerprint: str, as_json: bool) -> None:
     fingerprint in hex, colons allowed, or a unique prefix of at least 8
     hex digits.
     """
+    if not name_or_fingerprint.strip().rstrip("."):
+        raise click.BadParameter(
+            "Empty name: give a DNS name, an IP address or a SHA-256 fingerprint.",
+            param_hint="NAME|FINGERPRINT",
+        )
     now = datetime.now(UTC)
     with open_store() as sessions, sessions() as session:
         search = _search(session, name_or_fingerprint)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from certwatch.arguments import classify_items
 from certwatch.check import check_endpoints, check_paths
+from certwatch.commands.options import threshold_options
 from certwatch.commands.output import (
     closed_pipe_ignored,
     echo_json,
@@ -58,6 +59,7 @@ from certwatch.store.schedule import Release, release
 from certwatch.store.stale import record_stale_findings
 from certwatch.targets import Endpoint, apply_overrides, parse_resolve
 from certwatch.truststore import load_roots
+from certwatch.x509.expiry import parse_thresholds
 from certwatch.x509.model import AnalysisPolicy
 
 # Tags travel in one CSV cell separated by this character, so no tag may
@@ -224,6 +226,7 @@ def check_tags(tags: Sequence[str]) -> tuple[str, ...]:
     help="Store NAME:PORT pinned to ADDRESS instead of asking DNS, keeping "
     "NAME for SNI and name matching; one address per endpoint.",
 )
+@threshold_options
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report.")
 def add_command(
     items: tuple[str, ...],
@@ -233,6 +236,8 @@ def add_command(
     ca_file: tuple[Path, ...],
     only_ca_file: bool,
     resolve_values: tuple[str, ...],
+    warning: str | None,
+    critical: str | None,
     as_json: bool,
 ) -> None:
     """Add endpoints and certificate files to the inventory and check them now.
@@ -249,12 +254,15 @@ def add_command(
     )
     monitor = monitor_settings()
     try:
+        thresholds = parse_thresholds(warning, critical)
         roots = load_roots(ca_file, only_ca_files=only_ca_file)
     except CertwatchError as exc:
         raise click.UsageError(str(exc)) from exc
-    # The trust store is not stored with the source: later scans use the
-    # roots given to `scan`, `run` or `serve`.
-    policy = AnalysisPolicy(roots=roots, public_roots=not only_ca_file)
+    # Neither the trust store nor the thresholds are stored with the source:
+    # later scans use those given to `scan`, `run` or `serve`.
+    policy = AnalysisPolicy(
+        roots=roots, public_roots=not only_ca_file, thresholds=thresholds
+    )
     now = datetime.now(UTC)
 
     with open_store() as sessions:

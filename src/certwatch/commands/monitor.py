@@ -20,10 +20,12 @@ from typing import Any, TypeVar
 
 import click
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from certwatch.commands.inventory import parse_sources
+from certwatch.commands.options import threshold_options
 from certwatch.commands.output import closed_pipe_ignored
 from certwatch.commands.queries import find_endpoints
 from certwatch.commands.store import open_store
@@ -35,15 +37,19 @@ from certwatch.monitor.cycle import (
     describe_statuses,
     run_cycle,
 )
+from certwatch.monitor.serve import SqliteFileWatch
 from certwatch.monitor.serve import serve as serve_forever
 from certwatch.monitor.settings import MonitorSettings, SettingsError, load_settings
 from certwatch.probe.model import ProbeSettings
 from certwatch.report.console import stdout_console
 from certwatch.report.table import print_table
+from certwatch.store.database import database_url
+from certwatch.store.errors import StoreError
 from certwatch.store.leases import enabled_source_ids
 from certwatch.store.models import FileSourceRow
 from certwatch.store.observations import CompletedScan
 from certwatch.truststore import load_roots
+from certwatch.x509.expiry import parse_thresholds
 from certwatch.x509.model import AnalysisPolicy
 
 logger = logging.getLogger(__name__)
@@ -61,6 +67,8 @@ class ScanOptions:
     ca_file: tuple[Path, ...]
     only_ca_file: bool
     pkcs12_password: str | None
+    warning: str | None = None
+    critical: str | None = None
 
     def settings(self) -> MonitorSettings:
         """Build the monitor settings from these options and the environment.
@@ -79,16 +87,19 @@ class ScanOptions:
             raise click.UsageError(str(exc)) from exc
 
     def policy(self) -> AnalysisPolicy:
-        """Build the analysis policy: the trusted roots with default thresholds.
+        """Build the analysis policy: the trusted roots and the thresholds.
 
         Raises:
-            click.UsageError: a CA file cannot be used.
+            click.UsageError: a CA file cannot be used, or a threshold is invalid.
         """
         try:
+            thresholds = parse_thresholds(self.warning, self.critical)
             roots = load_roots(self.ca_file, only_ca_files=self.only_ca_file)
         except CertwatchError as exc:
             raise click.UsageError(str(exc)) from exc
-        return AnalysisPolicy(roots=roots, public_roots=not self.only_ca_file)
+        return AnalysisPolicy(
+            roots=roots, public_roots=not self.only_ca_file, thresholds=thresholds
+        )
 
 
 def scan_options(command: CommandT) -> CommandT:
@@ -126,6 +137,7 @@ def scan_options(command: CommandT) -> CommandT:
             is_flag=True,
             help="Trust only the roots given with --ca-file, not the certifi bundle.",
         ),
+        threshold_options,
         click.option(
             "--pkcs12-password",
             envvar="CERTWATCH_PKCS12_PASSWORD",
@@ -145,6 +157,8 @@ def _options(values: dict[str, Any]) -> ScanOptions:
         ca_file=values["ca_file"],
         only_ca_file=values["only_ca_file"],
         pkcs12_password=values["pkcs12_password"],
+        warning=values["warning"],
+        critical=values["critical"],
     )
 
 
@@ -242,9 +256,27 @@ def serve_command(**values: Any) -> None:
 
     stop = threading.Event()
     with open_store() as sessions, _stop_on_signals(stop):
-        serve_forever(
-            sessions, now_fn=utc_now, settings=settings, policy=policy, stop=stop
-        )
+        watch = _sqlite_file_watch()
+        try:
+            serve_forever(
+                sessions,
+                now_fn=utc_now,
+                settings=settings,
+                policy=policy,
+                stop=stop,
+                store_problem=watch.problem if watch else None,
+            )
+        except StoreError as exc:
+            raise click.ClickException(f"The monitor stopped: {exc}.") from exc
+
+
+def _sqlite_file_watch() -> SqliteFileWatch | None:
+    """Watch the database file when the store is a SQLite file."""
+    url = make_url(database_url())
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    assert url.database is not None
+    return SqliteFileWatch(Path(url.database))
 
 
 def _one_line_per_scan() -> None:
@@ -346,10 +378,14 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
     """Set `stop` on SIGINT or SIGTERM for the duration, then restore handlers."""
 
     def request_stop(number: int, frame: FrameType | None) -> None:
-        logger.info(
-            "received %s: stopping after the current batch",
-            signal.Signals(number).name,
-        )
+        name = signal.Signals(number).name
+        if stop.is_set():
+            # A second signal means the operator will not wait: leave now.
+            # The claims of the current batch are released on the way out
+            # or expire with their lease; recorded batches are kept.
+            logger.warning("received %s again: exiting without waiting", name)
+            raise SystemExit(128 + number)
+        logger.info("received %s: stopping after the current batch", name)
         stop.set()
 
     previous = {

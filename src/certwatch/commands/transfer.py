@@ -99,8 +99,11 @@ def _import_csv(text: str, file: Path, now: datetime) -> None:
     if parsed.problems:
         _fail(file, parsed.problems)
     if not parsed.entries:
-        raise click.ClickException(
-            f"{str(file)!r} has a header but no rows: add one row per endpoint or file."
+        # An export of an empty inventory looks like this, so importing it
+        # succeeds and changes nothing.
+        click.echo(
+            f"Warning: {file} has a header but no rows: nothing to import.",
+            err=True,
         )
 
     default_interval = monitor_settings().default_interval

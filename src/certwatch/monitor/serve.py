@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
+from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from certwatch.monitor.cycle import Clock, SessionFactory, run_cycle
 from certwatch.monitor.settings import MonitorSettings
 from certwatch.probe.resolve import Resolver
+from certwatch.store.errors import StoreError
 from certwatch.store.leases import next_due_at
 from certwatch.x509.model import AnalysisPolicy
 
@@ -31,6 +35,7 @@ def serve(
     stop: threading.Event,
     resolver: Resolver | None = None,
     rng: random.Random | None = None,
+    store_problem: Callable[[], str | None] | None = None,
 ) -> int:
     """Run monitoring cycles until `stop` is set; return how many cycles ran.
 
@@ -39,6 +44,10 @@ def serve(
     another process are picked up within that time. A database failure
     is logged and the cycle is retried after `settings.max_sleep`. A stop
     request lets the current batch finish and be recorded.
+
+    Raises:
+        StoreError: `store_problem`, asked before each cycle, named a
+            problem that retrying cannot fix, such as a deleted database file.
     """
     logger.info(
         "monitor started: batches of %d, lease %s, at most %s between cycles",
@@ -49,6 +58,10 @@ def serve(
     cycles = 0
     rng = rng or random.Random()
     while not stop.is_set():
+        problem = store_problem() if store_problem else None
+        if problem is not None:
+            logger.error("monitor stopped: %s", problem)
+            raise StoreError(problem)
         try:
             run_cycle(
                 sessions,
@@ -80,3 +93,37 @@ def _pause(
     if due is None:
         return settings.max_sleep
     return max(MIN_SLEEP, min(due - now_fn(), settings.max_sleep))
+
+
+class SqliteFileWatch:
+    """Notice when the SQLite database file is deleted or replaced while open.
+
+    SQLite keeps writing to a deleted file through its open descriptor, so
+    the monitor would record scans that vanish when it exits.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._identity = self._stat()
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            found = os.stat(self.path)
+        except OSError:
+            return None
+        return (found.st_dev, found.st_ino)
+
+    def problem(self) -> str | None:
+        """Return what happened to the file, `None` while it is the one opened."""
+        now = self._stat()
+        if now is None:
+            return (
+                f"the database file {self.path} was deleted; restore it or "
+                "restart certwatch to create a new one"
+            )
+        if now != self._identity:
+            return (
+                f"the database file {self.path} was replaced by another file; "
+                "restart certwatch to use it"
+            )
+        return None

@@ -415,12 +415,30 @@ def _apply_settings(
         row.team_id = ensure_team(session, team, now=now)
     if settings.interval is not None or created:
         interval = default_interval if settings.interval is None else settings.interval
-        row.interval_seconds = _interval_seconds(interval)
+        seconds = _interval_seconds(interval)
+        if not created and seconds != row.interval_seconds:
+            _reschedule_for_interval(row, seconds, now)
+        row.interval_seconds = seconds
     if settings.enabled is not None or created:
         row.enabled = True if settings.enabled is None else settings.enabled
     if settings.notes is not None or created:
         row.notes = settings.notes or ""
     row.updated_at = now
+
+
+def _reschedule_for_interval(
+    row: EndpointRow | FileSourceRow, seconds: int, now: datetime
+) -> None:
+    """Move the next scan to one new interval after the last scan.
+
+    A shorter interval brings the next scan forward, due at once when the
+    last scan is older than the new interval; a longer one puts it off. A
+    source never scanned stays due, and a failing source keeps its retry
+    time, which backoff chose.
+    """
+    if row.last_scanned_at is None or row.consecutive_failures:
+        return
+    row.next_scan_at = max(now, row.last_scanned_at + timedelta(seconds=seconds))
 
 
 def _interval_seconds(interval: timedelta) -> int:

@@ -83,6 +83,33 @@ def parse_threshold(text: str) -> Threshold:
     return Threshold(share=share)
 
 
+def parse_thresholds(warning_text: str | None, critical_text: str | None) -> Thresholds:
+    """Parse `--warning` and `--critical`; either may be absent.
+
+    Raises:
+        ThresholdError: a value is invalid, or the critical threshold comes
+            before the warning threshold in the same unit.
+    """
+    warning = parse_threshold(warning_text) if warning_text else None
+    critical = parse_threshold(critical_text) if critical_text else None
+    if warning is not None and critical is not None:
+        later = (
+            critical.days is not None
+            and warning.days is not None
+            and critical.days > warning.days
+        ) or (
+            critical.share is not None
+            and warning.share is not None
+            and critical.share > warning.share
+        )
+        if later:
+            raise ThresholdError(
+                f"--critical {critical_text} comes before --warning {warning_text}: "
+                "give a critical threshold at or below the warning threshold."
+            )
+    return Thresholds(warning=warning, critical=critical)
+
+
 def expiry_windows(facts: CertificateFacts, thresholds: Thresholds) -> ExpiryWindows:
     """Compute the warning and critical points for one certificate.
 

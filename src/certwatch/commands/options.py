@@ -1,0 +1,26 @@
+"""Options that several inventory and monitoring commands share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+CommandT = TypeVar("CommandT", bound=Callable[..., Any])
+
+
+def threshold_options(command: CommandT) -> CommandT:
+    """Add `--warning` and `--critical`, read as by `certwatch check`."""
+    command = click.option(
+        "--critical",
+        metavar="DAYS|PERCENT",
+        help="Critical when fewer days (7) or less of the lifetime (10%) remain. "
+        "Default: a tenth of the lifetime or 7 days, whichever is shorter.",
+    )(command)
+    return click.option(
+        "--warning",
+        metavar="DAYS|PERCENT",
+        help="Warn when fewer days (21) or less of the lifetime (25%) remain. "
+        "Default: a third of the lifetime or 30 days, whichever is shorter.",
+    )(command)

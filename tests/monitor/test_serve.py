@@ -1,0 +1,58 @@
+"""`serve`: the loop stops when the SQLite file it opened goes away."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from tests.certs import NOW
+from tests.monitor.helpers import Clock, Pki, settings
+
+from certwatch.monitor.serve import SqliteFileWatch, serve
+from certwatch.store.database import create_store_engine, session_factory, upgrade
+from certwatch.store.errors import StoreError
+
+
+def test_file_watch_deleted_and_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    path.write_bytes(b"")
+    watch = SqliteFileWatch(path)
+    unchanged = watch.problem()
+
+    # The new file exists before the old one goes, so it has its own inode.
+    other = tmp_path / "other.db"
+    other.write_bytes(b"")
+    other.replace(path)
+    replaced = watch.problem()
+    path.unlink()
+    deleted = watch.problem()
+
+    assert unchanged is None
+    assert deleted == (
+        f"the database file {path} was deleted; restore it or restart "
+        "certwatch to create a new one"
+    )
+    assert replaced is not None
+    assert "was replaced by another file" in replaced
+
+
+def test_serve_stops_on_deleted_file(tmp_path: Path, pki: Pki) -> None:
+    path = tmp_path / "store.db"
+    url = f"sqlite:///{path}"
+    upgrade(url)
+    engine = create_store_engine(url)
+    try:
+        watch = SqliteFileWatch(path)
+        path.unlink()
+        with pytest.raises(StoreError, match="was deleted"):
+            serve(
+                session_factory(engine),
+                now_fn=Clock(NOW),
+                settings=settings(),
+                policy=pki.policy,
+                stop=threading.Event(),
+                store_problem=watch.problem,
+            )
+    finally:
+        engine.dispose()
