@@ -28,6 +28,7 @@ from tests.certs import (
     make_root,
     make_self_signed,
 )
+from tests.dialogue_servers import Behaviour, DialogueOptions, DialogueServer
 from tests.servers import (
     Chain,
     LocalServer,
@@ -612,6 +613,86 @@ async def test_check_endpoints_worst_address_wins(
     assert second.server_names == ["www.example.test"]
 
 
+# STARTTLS endpoints
+
+
+def dialogue_endpoint(protocol: str, server: DialogueServer) -> Endpoint:
+    """Return `PROTOCOL://mail.example.test:port` pinned to the server's address."""
+    endpoint = parse_target(f"{protocol}://mail.example.test:{server.port}")
+    return apply_overrides(endpoint, {(endpoint.host, server.port): server.host})
+
+
+@pytest.mark.parametrize("protocol", ["smtp", "imap", "ldap", "postgres"])
+async def test_check_endpoints_starttls_analysed_as_https(
+    loopback: str, protocol: str
+) -> None:
+    leaf = make_leaf(
+        INTERMEDIATE,
+        dns_names=["mail.example.test"],
+        not_after=NOW + timedelta(days=3),
+    )
+    options = DialogueOptions(protocol, chain_of(leaf, INTERMEDIATE), host=loopback)
+
+    with DialogueServer(options) as server:
+        result = await check_one(dialogue_endpoint(protocol, server))
+
+    assert result.status is Status.CRITICAL
+    assert codes(result) == [("expiring_soon", Severity.CRITICAL)]
+    assert result.days_left == 3
+    assert result.protocol == protocol
+    assert result.address == loopback
+    assert result.report is not None
+    assert result.report.valid_path == (leaf.sha256, INTERMEDIATE.sha256, ROOT.sha256)
+
+
+async def test_check_endpoints_starttls_wrong_host(loopback: str) -> None:
+    leaf = make_leaf(INTERMEDIATE, dns_names=["other.example.test"])
+    options = DialogueOptions("pop3", chain_of(leaf, INTERMEDIATE), host=loopback)
+
+    with DialogueServer(options) as server:
+        result = await check_one(dialogue_endpoint("pop3", server))
+
+    assert codes(result) == [("hostname_mismatch", Severity.CRITICAL)]
+
+
+async def test_check_endpoints_starttls_not_offered(loopback: str) -> None:
+    leaf = make_leaf(INTERMEDIATE, dns_names=["mail.example.test"])
+    options = DialogueOptions(
+        "smtp",
+        chain_of(leaf, INTERMEDIATE),
+        behaviour=Behaviour.NOT_OFFERED,
+        host=loopback,
+    )
+
+    with DialogueServer(options) as server:
+        result = await check_one(dialogue_endpoint("smtp", server))
+
+    assert result.status is Status.CRITICAL
+    assert codes(result) == [("starttls_not_offered", Severity.CRITICAL)]
+    assert "does not offer STARTTLS" in result.findings[0].message
+    assert "250 8BITMIME" in result.findings[0].message
+    assert result.error is None
+    assert result.report is None
+    assert result.days_left is None
+    assert result.leaf is None
+
+
+async def test_check_endpoints_starttls_refused_is_unknown(loopback: str) -> None:
+    leaf = make_leaf(INTERMEDIATE, dns_names=["mail.example.test"])
+    options = DialogueOptions(
+        "imap", chain_of(leaf, INTERMEDIATE), behaviour=Behaviour.REFUSED, host=loopback
+    )
+
+    with DialogueServer(options) as server:
+        result = await check_one(dialogue_endpoint("imap", server))
+
+    assert result.status is Status.UNKNOWN
+    assert result.error is not None
+    assert result.error.reason is ErrorReason.STARTTLS_REFUSED
+    assert result.findings == ()
+    assert result.days_left is None
+
+
 # result_from_probe without a server
 
 
@@ -660,6 +741,30 @@ def test_result_from_probe_client_certificate_finding() -> None:
         ("client_certificate_required", Severity.INFO),
     ]
     assert result.tls_version == "TLSv1.2"
+
+
+def test_result_from_probe_starttls_not_offered() -> None:
+    endpoint = parse_target("smtp://mail.example.test")
+    message = "The SMTP server at 127.0.0.1 port 25 does not offer STARTTLS."
+    probe = ProbeResult(
+        endpoint=endpoint, address="127.0.0.1", starttls_not_offered=message
+    )
+
+    result = result_from_probe(probe, policy=POLICY, now=NOW)
+    document = render_document([result], now=NOW)
+
+    assert result.status is Status.CRITICAL
+    assert codes(result) == [("starttls_not_offered", Severity.CRITICAL)]
+    assert result.findings[0].message == message
+    assert result.error is None
+    assert result.protocol == "smtp"
+    [rendered] = document["results"]
+    assert rendered["certificate"] is None
+    assert rendered["error"] is None
+    assert rendered["findings"] == [
+        {"code": "starttls_not_offered", "severity": "critical", "message": message}
+    ]
+    assert document["endpoints"][0]["days_left"] is None
 
 
 # Files

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.serialization import (
     pkcs12,
 )
 from tests.certs import Issued, make_intermediate, make_leaf, make_root, seconds
+from tests.dialogue_servers import Behaviour, DialogueOptions, DialogueServer
 from tests.servers import (
     Chain,
     LocalServer,
@@ -331,6 +332,170 @@ def test_check_nagios_line_with_perfdata(
             f"'{expiring_target}@{loopback}'=20;30:;7:;;",
         ]
     )
+
+
+# STARTTLS and implicit TLS protocols
+
+
+def dialogue_options(
+    protocol: str, leaf: Issued, host: str = "127.0.0.1", **options: Any
+) -> DialogueOptions:
+    chain = Chain.from_pems(leaf.key_pem(), leaf.pem, INTERMEDIATE.pem)
+    return DialogueOptions(protocol, chain, host=host, **options)
+
+
+def test_check_smtp_url_every_localhost_address(ca_args: list[str]) -> None:
+    leaf = fresh_leaf(60, dns_names=("localhost",))
+
+    with DialogueServer(dialogue_options("smtp", leaf, host="localhost")) as server:
+        outcome = invoke("--json", *ca_args, f"smtp://localhost:{server.port}")
+
+    assert outcome.exit_code == 0, outcome.output
+    document = document_of(outcome.stdout)
+    assert document["endpoints"] == [
+        {
+            "target": f"smtp://localhost:{server.port}",
+            "status": "ok",
+            "days_left": 60,
+            "results": len(server.server_names),
+        }
+    ]
+    for result in document["results"]:
+        assert result["protocol"] == "smtp"
+        assert result["port"] == server.port
+        assert result["certificate"]["sha256"] == leaf.sha256
+    assert set(server.server_names) == {"localhost"}
+
+
+def test_check_protocol_option_for_targets_without_scheme(
+    loopback: str, ca_args: list[str]
+) -> None:
+    leaf = fresh_leaf(60)
+
+    with DialogueServer(dialogue_options("imap", leaf, host=loopback)) as server:
+        target = f"www.example.test:{server.port}"
+        outcome = invoke(
+            "--json",
+            "--protocol",
+            "IMAP",
+            *ca_args,
+            *resolve_args("www.example.test", server),
+            target,
+        )
+
+    assert outcome.exit_code == 0, outcome.output
+    [result] = document_of(outcome.stdout)["results"]
+    assert result["target"] == target
+    assert result["protocol"] == "imap"
+    assert result["address"] == loopback
+    assert result["certificate"]["days_left"] == 60
+
+
+def test_check_protocol_option_leaves_urls_alone(ca_args: list[str]) -> None:
+    leaf = fresh_leaf(60)
+
+    with (
+        DialogueServer(dialogue_options("pop3", leaf)) as pop3,
+        DialogueServer(dialogue_options("ftp", leaf)) as ftp,
+    ):
+        outcome = invoke(
+            "--json",
+            "--protocol",
+            "ftp",
+            *ca_args,
+            *resolve_args("www.example.test", pop3),
+            *resolve_args("www.example.test", ftp),
+            f"pop3://www.example.test:{pop3.port}",
+            f"www.example.test:{ftp.port}",
+        )
+
+    assert outcome.exit_code == 0, outcome.output
+    protocols = [r["protocol"] for r in document_of(outcome.stdout)["results"]]
+    assert sorted(protocols) == ["ftp", "pop3"]
+
+
+def test_check_protocol_auto_unknown_port_is_tls(
+    local_server: StartServer, ca_args: list[str]
+) -> None:
+    server = serve(local_server, "127.0.0.1", fresh_leaf(60))
+
+    outcome = invoke(
+        "--json",
+        "--protocol",
+        "auto",
+        *ca_args,
+        *resolve_args("www.example.test", server),
+        f"www.example.test:{server.port}",
+    )
+
+    assert outcome.exit_code == 0, outcome.output
+    [result] = document_of(outcome.stdout)["results"]
+    assert result["protocol"] == "https"
+
+
+def test_check_starttls_not_offered_table(ca_args: list[str]) -> None:
+    leaf = fresh_leaf(60)
+    options = dialogue_options("smtp", leaf, behaviour=Behaviour.NOT_OFFERED)
+
+    with DialogueServer(options) as server:
+        target = f"smtp://www.example.test:{server.port}"
+        outcome = invoke(*ca_args, *resolve_args("www.example.test", server), target)
+
+    assert outcome.exit_code == 2, outcome.output
+    row = next(line for line in outcome.stdout.splitlines() if target in line)
+    assert "CRITICAL" in row
+    assert "starttls_not_offered" in row
+    assert " - " in row
+    assert (
+        f"critical starttls_not_offered: The SMTP server at 127.0.0.1 port "
+        f"{server.port} does not offer STARTTLS"
+    ) in outcome.stdout
+
+
+def test_check_starttls_not_offered_json_and_nagios(ca_args: list[str]) -> None:
+    leaf = fresh_leaf(60)
+    options = dialogue_options("postgres", leaf, behaviour=Behaviour.NOT_OFFERED)
+
+    with DialogueServer(options) as server:
+        target = f"postgres://www.example.test:{server.port}"
+        pins = resolve_args("www.example.test", server)
+        as_json = invoke("--json", *ca_args, *pins, target)
+        nagios = invoke("--nagios", *ca_args, *pins, target)
+
+    assert as_json.exit_code == 2, as_json.output
+    document = document_of(as_json.stdout)
+    assert document["status"] == "critical"
+    assert document["endpoints"][0]["days_left"] is None
+    [result] = document["results"]
+    assert result["status"] == "critical"
+    assert result["error"] is None
+    assert result["certificate"] is None
+    assert result["chain"] == []
+    assert [f["code"] for f in result["findings"]] == ["starttls_not_offered"]
+    assert result["findings"][0]["severity"] == "critical"
+    assert nagios.exit_code == 2, nagios.output
+    assert nagios.stdout == (
+        "CERTWATCH CRITICAL - 1 checked: 0 ok, 0 warning, 1 critical, 0 unknown; "
+        f"{target} (127.0.0.1) starttls_not_offered\n"
+    )
+
+
+def test_check_starttls_refused_nagios(ca_args: list[str]) -> None:
+    leaf = fresh_leaf(60)
+    options = dialogue_options("xmpp", leaf, behaviour=Behaviour.REFUSED)
+
+    with DialogueServer(options) as server:
+        target = f"xmpp://www.example.test:{server.port}"
+        outcome = invoke(
+            "--nagios", *ca_args, *resolve_args("www.example.test", server), target
+        )
+
+    assert outcome.exit_code == 3, outcome.output
+    assert outcome.stdout == (
+        "CERTWATCH UNKNOWN - 1 checked: 0 ok, 0 warning, 0 critical, 1 unknown; "
+        f"{target} (127.0.0.1) starttls_refused\n"
+    )
+    assert server.stream_headers[0]["to"] == "www.example.test"
 
 
 # Failures that still let the other targets be checked
@@ -783,6 +948,11 @@ def test_check_thresholds_change_verdict(
             ["--warning", "10%", "--critical", "20%", "www.example.test"],
             "--critical 20% comes before --warning 10%",
             id="critical-share-before-warning",
+        ),
+        pytest.param(
+            ["--protocol", "gopher", "www.example.test"],
+            "'gopher' is not one of 'auto', 'ftp', 'ftps', 'https', 'imap'",
+            id="protocol-unknown",
         ),
     ],
 )

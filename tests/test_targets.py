@@ -1,7 +1,17 @@
 import pytest
 
 from certwatch.errors import TargetError
-from certwatch.targets import Endpoint, apply_overrides, parse_resolve, parse_target
+from certwatch.targets import (
+    PROTOCOLS,
+    SCHEME_PORTS,
+    STARTTLS_PROTOCOLS,
+    WELL_KNOWN_PORTS,
+    Endpoint,
+    apply_overrides,
+    parse_resolve,
+    parse_target,
+    protocol_names,
+)
 
 
 @pytest.mark.parametrize(
@@ -49,7 +59,9 @@ def test_parse_target_accepted_forms(
         ("host.test:http", "Invalid port 'http'"),
         ("[2001:db8::1", "Missing ']'"),
         ("[2001:db8::1]x", "Unexpected text 'x'"),
-        ("ftp://host.test", "Unsupported scheme 'ftp'"),
+        ("gopher://host.test", "Unsupported scheme 'gopher'"),
+        ("smtp://host.test:0", "Invalid port 0"),
+        ("imap://", "Missing host"),
         ("https://", "Missing host"),
         ("a..b.test", "Invalid host name 'a..b.test'"),
         ("-bad.test", "Invalid host name '-bad.test'"),
@@ -112,3 +124,142 @@ def test_apply_overrides_pins_only_matching_name_and_port() -> None:
         address="127.0.0.2",
     )
     assert other_port.address is None
+
+
+@pytest.mark.parametrize(
+    ("name", "port"),
+    [
+        ("smtp", 25),
+        ("submission", 587),
+        ("imap", 143),
+        ("pop3", 110),
+        ("ftp", 21),
+        ("ldap", 389),
+        ("xmpp", 5222),
+        ("xmpp-server", 5269),
+        ("postgres", 5432),
+        ("mysql", 3306),
+        ("sieve", 4190),
+        ("nntp", 119),
+        ("smtps", 465),
+        ("imaps", 993),
+        ("pop3s", 995),
+        ("ldaps", 636),
+        ("https", 443),
+        ("ftps", 990),
+    ],
+)
+def test_parse_target_scheme_default_port(name: str, port: int) -> None:
+    endpoint = parse_target(f"{name}://mail.example.test")
+
+    assert endpoint.protocol == name
+    assert endpoint.port == port
+    assert SCHEME_PORTS[name] == port
+
+
+def test_protocols_table_consistent() -> None:
+    names = [protocol.name for protocol in PROTOCOLS]
+
+    assert len(names) == len(set(names))
+    assert set(SCHEME_PORTS) == set(names)
+    starttls = set(STARTTLS_PROTOCOLS)
+    assert starttls == {
+        "smtp",
+        "submission",
+        "imap",
+        "pop3",
+        "ftp",
+        "ldap",
+        "xmpp",
+        "xmpp-server",
+        "postgres",
+        "mysql",
+        "sieve",
+        "nntp",
+    }
+    assert set(WELL_KNOWN_PORTS.values()) == set(names) - {"tls"}
+
+
+@pytest.mark.parametrize(
+    ("text", "protocol", "host", "port"),
+    [
+        ("smtp://mail.example.test:2525", "smtp", "mail.example.test", 2525),
+        ("SMTP://Mail.Example.TEST:2525/", "smtp", "mail.example.test", 2525),
+        ("xmpp-server://chat.example.test", "xmpp-server", "chat.example.test", 5269),
+        ("ldap://[::1]", "ldap", "::1", 389),
+        ("ldap://[2001:DB8::1]:1389", "ldap", "2001:db8::1", 1389),
+        ("imap://bücher.example", "imap", "xn--bcher-kva.example", 143),
+        ("postgres://192.0.2.7", "postgres", "192.0.2.7", 5432),
+        ("tls://www.example.test", "https", "www.example.test", 443),
+    ],
+)
+def test_parse_target_protocol_urls(
+    text: str, protocol: str, host: str, port: int
+) -> None:
+    endpoint = parse_target(text)
+
+    assert endpoint.protocol == protocol
+    assert endpoint.host == host
+    assert endpoint.port == port
+    assert endpoint.target == text
+
+
+@pytest.mark.parametrize(
+    ("text", "protocol", "expected_protocol", "port"),
+    [
+        ("mail.example.test", "smtp", "smtp", 25),
+        ("mail.example.test:2525", "smtp", "smtp", 2525),
+        ("[::1]", "imap", "imap", 143),
+        ("2001:db8::1", "ldap", "ldap", 389),
+        ("www.example.test", "tls", "https", 443),
+        ("imap://mail.example.test", "smtp", "imap", 143),
+        ("https://mail.example.test:25", "auto", "https", 25),
+    ],
+)
+def test_parse_target_protocol_option(
+    text: str, protocol: str, expected_protocol: str, port: int
+) -> None:
+    endpoint = parse_target(text, protocol)
+
+    assert endpoint.protocol == expected_protocol
+    assert endpoint.port == port
+
+
+@pytest.mark.parametrize(
+    ("text", "protocol", "port"),
+    [
+        ("mail.example.test:25", "smtp", 25),
+        ("mail.example.test:587", "submission", 587),
+        ("mail.example.test:993", "imaps", 993),
+        ("mail.example.test:110", "pop3", 110),
+        ("[::1]:5222", "xmpp", 5222),
+        ("192.0.2.7:5432", "postgres", 5432),
+        ("www.example.test", "https", 443),
+        ("www.example.test:8443", "https", 8443),
+    ],
+)
+def test_parse_target_auto_protocol_from_port(
+    text: str, protocol: str, port: int
+) -> None:
+    endpoint = parse_target(text, "auto")
+
+    assert endpoint.protocol == protocol
+    assert endpoint.port == port
+
+
+def test_parse_target_unknown_protocol_lists_names() -> None:
+    with pytest.raises(TargetError, match="Unknown protocol 'gopher'") as raised:
+        parse_target("mail.example.test", "gopher")
+
+    assert protocol_names() in str(raised.value)
+    assert "auto, ftp, ftps, https, imap" in protocol_names()
+
+
+def test_apply_overrides_keeps_protocol() -> None:
+    endpoint = parse_target("xmpp://chat.example.test")
+
+    pinned = apply_overrides(endpoint, {("chat.example.test", 5222): "127.0.0.2"})
+
+    assert pinned.protocol == "xmpp"
+    assert pinned.address == "127.0.0.2"
+    assert pinned.server_name == "chat.example.test"

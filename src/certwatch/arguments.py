@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from certwatch.errors import TargetError
-from certwatch.targets import Endpoint, parse_target
+from certwatch.targets import DEFAULT_PROTOCOL, Endpoint, parse_target
 
 
 @dataclass(frozen=True)
@@ -19,11 +19,12 @@ class InvalidTarget:
 
 
 def classify_items(
-    texts: Sequence[str],
+    texts: Sequence[str], protocol: str = DEFAULT_PROTOCOL
 ) -> tuple[list[str], list[Endpoint], list[InvalidTarget]]:
     """Split arguments into certificate paths, endpoints and invalid targets.
 
-    A target or path given twice is checked once.
+    Targets without a scheme get `protocol` (see `parse_target`). A target
+    or path given twice is checked once.
     """
     paths: dict[str, None] = {}
     endpoints: dict[Endpoint, None] = {}
@@ -34,7 +35,7 @@ def classify_items(
             paths[text] = None
             continue
         try:
-            endpoint = parse_target(text)
+            endpoint = parse_target(text, protocol)
         except TargetError as exc:
             invalid.append(InvalidTarget(text, exc))
             continue

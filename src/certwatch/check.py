@@ -146,6 +146,15 @@ def _result_with_report(probe: ProbeResult, report: ChainReport | None) -> Resul
         protocol=endpoint.protocol,
         tls_version=probe.tls_version,
     )
+    if report is None and probe.starttls_not_offered is not None:
+        # A server that keeps a STARTTLS protocol in plain text is a finding
+        # about the server, not a failure to reach it.
+        finding = Finding(
+            code="starttls_not_offered",
+            severity=Severity.CRITICAL,
+            message=probe.starttls_not_offered,
+        )
+        return replace(unknown, status=Status.CRITICAL, findings=(finding,))
     if report is None:
         error = probe.error or ProbeError(
             ErrorReason.NO_CERTIFICATE, "The server sent no certificate."
@@ -239,13 +248,15 @@ def result_from_invalid_target(invalid: InvalidTarget) -> Result:
 
 
 def _log_result(result: Result) -> None:
-    if result.error is not None and result.report is None:
+    if result.report is None:
+        codes: list[str] = [result.error.reason] if result.error else []
+        codes += [finding.code for finding in result.findings]
         logger.info(
             "checked %s at %s: %s (%s)",
             result.target,
             result.place,
             result.status,
-            result.error.reason,
+            ", ".join(codes),
         )
         return
     logger.info(

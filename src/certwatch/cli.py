@@ -32,7 +32,14 @@ from certwatch.report.nagios import render_status_line
 from certwatch.report.table import print_table
 from certwatch.result import Result, Status, worst_status
 from certwatch.sources.files import FileProblem
-from certwatch.targets import Endpoint, parse_resolve
+from certwatch.targets import (
+    AUTO_PROTOCOL,
+    DEFAULT_PROTOCOL,
+    SCHEME_PORTS,
+    Endpoint,
+    parse_resolve,
+    protocol_names,
+)
 from certwatch.truststore import load_roots
 from certwatch.x509.expiry import parse_thresholds, threshold_days
 from certwatch.x509.model import AnalysisPolicy, Thresholds
@@ -82,11 +89,22 @@ def cli(verbose: int) -> None:
     "matching; give several addresses separated by commas or by repeating it.",
 )
 @click.option(
+    "--protocol",
+    type=click.Choice(sorted([AUTO_PROTOCOL, *SCHEME_PORTS]), case_sensitive=False),
+    default=DEFAULT_PROTOCOL,
+    show_default=True,
+    metavar="NAME",
+    help="Protocol of the targets given without a scheme, which also sets "
+    "their default port: "
+    f"{protocol_names()}. 'auto' picks it from the port.",
+)
+@click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
     default=10.0,
     show_default=True,
-    help="Deadline in seconds per address, covering connect and handshake.",
+    help="Deadline in seconds per address, covering connect, STARTTLS "
+    "dialogue and handshake.",
 )
 @click.option(
     "--concurrency",
@@ -133,6 +151,7 @@ def check(
     items: tuple[str, ...],
     targets_file: tuple[TextIO, ...],
     resolve_values: tuple[str, ...],
+    protocol: str,
     timeout: float,
     concurrency: int,
     ca_file: tuple[Path, ...],
@@ -145,10 +164,11 @@ def check(
 ) -> None:
     """Check endpoints and certificate files now and print a report.
 
-    Each argument is a target (host, host:port, [IPv6]:port, an address or an
-    https:// URL) or a path to a certificate file or folder. An argument is a
-    path when it starts with '/', './', '../' or '~', or names an existing
-    file or folder. Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN; the
+    Each argument is a target (host, host:port, [IPv6]:port, an address, an
+    https:// URL, or SCHEME://host[:port] for another protocol such as
+    smtp://mail.example.test) or a path to a certificate file or folder. An
+    argument is a path when it starts with '/', './', '../' or '~', or names
+    an existing file or folder. Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN; the
     worst result wins, with CRITICAL worse than UNKNOWN.
     """
     if as_json and nagios:
@@ -179,7 +199,7 @@ def check(
     policy = AnalysisPolicy(
         roots=roots, public_roots=not only_ca_file, thresholds=thresholds
     )
-    paths, endpoints, invalid = classify_items(texts)
+    paths, endpoints, invalid = classify_items(texts, protocol)
     resolver = PinnedResolver(overrides, fallback=SystemResolver())
     now = datetime.now(UTC)
 

@@ -1,9 +1,10 @@
 """Parse what a user types into endpoints.
 
 Accepted forms: `host`, `host:port`, `[2001:db8::1]:8443`, bare IPv4 and IPv6
-literals, and `https://host:port/path`. Names typed in Unicode become A-labels
-(IDNA 2008 with the UTS #46 mapping), which are used for DNS, SNI and name
-matching alike.
+literals, and `SCHEME://host:port/path` for every protocol in `PROTOCOLS`,
+such as `https://host/path` or `smtp://mail.example.test:2525`. Names typed
+in Unicode become A-labels (IDNA 2008 with the UTS #46 mapping), which are
+used for DNS, SNI and name matching alike.
 """
 
 from __future__ import annotations
@@ -18,9 +19,62 @@ import idna
 from certwatch.errors import TargetError
 
 DEFAULT_PORT = 443
+DEFAULT_PROTOCOL = "https"
 
-# Schemes this version can speak, with their default ports.
-SCHEME_PORTS = {"https": 443, "tls": 443}
+# The `--protocol` value that picks the protocol from the port.
+AUTO_PROTOCOL = "auto"
+
+
+@dataclass(frozen=True)
+class ServiceProtocol:
+    """A protocol the probe speaks, and how it reaches the TLS handshake.
+
+    `starttls` is true when a plain-text dialogue upgrades the connection to
+    TLS, and false when the handshake starts at once (implicit TLS).
+    """
+
+    name: str
+    port: int
+    starttls: bool
+
+
+PROTOCOLS = (
+    ServiceProtocol("https", 443, starttls=False),
+    # `tls` is another name for `https`: both mean a handshake at once.
+    ServiceProtocol("tls", 443, starttls=False),
+    ServiceProtocol("smtps", 465, starttls=False),
+    ServiceProtocol("imaps", 993, starttls=False),
+    ServiceProtocol("pop3s", 995, starttls=False),
+    ServiceProtocol("ldaps", 636, starttls=False),
+    ServiceProtocol("ftps", 990, starttls=False),
+    ServiceProtocol("smtp", 25, starttls=True),
+    ServiceProtocol("submission", 587, starttls=True),
+    ServiceProtocol("imap", 143, starttls=True),
+    ServiceProtocol("pop3", 110, starttls=True),
+    ServiceProtocol("ftp", 21, starttls=True),
+    ServiceProtocol("ldap", 389, starttls=True),
+    ServiceProtocol("xmpp", 5222, starttls=True),
+    ServiceProtocol("xmpp-server", 5269, starttls=True),
+    ServiceProtocol("postgres", 5432, starttls=True),
+    ServiceProtocol("mysql", 3306, starttls=True),
+    ServiceProtocol("sieve", 4190, starttls=True),
+    ServiceProtocol("nntp", 119, starttls=True),
+)
+
+# Every protocol name with its default port. The store and the CSV import
+# validate protocol names against it.
+SCHEME_PORTS = {protocol.name: protocol.port for protocol in PROTOCOLS}
+
+STARTTLS_PROTOCOLS = frozenset(p.name for p in PROTOCOLS if p.starttls)
+
+# `--protocol auto` reads the protocol from these ports, and falls back to
+# `https` (a handshake at once) on any other port.
+WELL_KNOWN_PORTS = {
+    protocol.port: protocol.name for protocol in PROTOCOLS if protocol.name != "tls"
+}
+
+# Endpoints store `https` for `tls`, so that both spellings name one endpoint.
+_ALIASES = {"tls": "https"}
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 
@@ -31,7 +85,8 @@ class Endpoint:
 
     `host` is an A-label name or a canonical IP address. `server_name` is the
     name sent as SNI and matched against the certificate, `None` for IP
-    literals. `address` is set when the user pinned the address to connect to
+    literals. `protocol` is a name from `PROTOCOLS`, with `tls` stored as
+    `https`. `address` is set when the user pinned the address to connect to
     (`--resolve`), in which case DNS is not asked.
     """
 
@@ -47,22 +102,50 @@ class Endpoint:
         return self.server_name is None
 
 
-def parse_target(text: str) -> Endpoint:
-    """Parse one target string; raise `TargetError` naming the value if invalid."""
+def parse_target(text: str, protocol: str = DEFAULT_PROTOCOL) -> Endpoint:
+    """Parse one target string; raise `TargetError` naming the value if invalid.
+
+    `protocol` applies to a target without a scheme: a name from `PROTOCOLS`,
+    whose default port a target without a port gets, or `auto` to pick the
+    protocol from the port (see `WELL_KNOWN_PORTS`). A scheme in the target
+    takes precedence over it.
+    """
     raw = text.strip()
     if not raw:
         raise TargetError("Empty target: give a host name, address or URL.")
 
-    protocol = "https"
     if "://" in raw:
         protocol, host_text, port = _split_url(raw)
     else:
-        host_text, port = _split_host_port(raw)
+        validate_protocol(protocol)
+        host_text, port = _split_host_port(raw, _default_port(protocol))
+        protocol = _protocol_for_port(protocol, port)
 
     host, server_name = _normalise_host(host_text, raw)
     return Endpoint(
         target=raw, host=host, port=port, server_name=server_name, protocol=protocol
     )
+
+
+def validate_protocol(name: str) -> None:
+    """Raise `TargetError` unless `name` is a protocol name or `auto`."""
+    if name != AUTO_PROTOCOL and name not in SCHEME_PORTS:
+        raise TargetError(f"Unknown protocol {name!r}: use one of {protocol_names()}.")
+
+
+def protocol_names() -> str:
+    """Return the valid `--protocol` values as a sorted, comma-separated list."""
+    return ", ".join(sorted([AUTO_PROTOCOL, *SCHEME_PORTS]))
+
+
+def _default_port(protocol: str) -> int:
+    return SCHEME_PORTS.get(protocol, DEFAULT_PORT)
+
+
+def _protocol_for_port(protocol: str, port: int) -> str:
+    if protocol == AUTO_PROTOCOL:
+        return WELL_KNOWN_PORTS.get(port, DEFAULT_PROTOCOL)
+    return _ALIASES.get(protocol, protocol)
 
 
 def parse_resolve(text: str) -> tuple[str, int, tuple[str, ...]]:
@@ -128,16 +211,16 @@ def _split_url(raw: str) -> tuple[str, str, int]:
     port = port_value if port_value is not None else SCHEME_PORTS[scheme]
     if port == 0:
         raise TargetError(f"Invalid port 0 in target {raw!r}: use 1 to 65535.")
-    return "https", host, port
+    return _ALIASES.get(scheme, scheme), host, port
 
 
-def _split_host_port(raw: str) -> tuple[str, int]:
+def _split_host_port(raw: str, default_port: int) -> tuple[str, int]:
     if raw.startswith("["):
         host, bracket, rest = raw[1:].partition("]")
         if not bracket:
             raise TargetError(f"Missing ']' in target {raw!r}.")
         if not rest:
-            return host, DEFAULT_PORT
+            return host, default_port
         if not rest.startswith(":"):
             raise TargetError(
                 f"Unexpected text {rest!r} after ']' in target {raw!r}: "
@@ -147,10 +230,10 @@ def _split_host_port(raw: str) -> tuple[str, int]:
 
     if raw.count(":") > 1:
         # Several colons without brackets can only be a bare IPv6 literal.
-        return raw, DEFAULT_PORT
+        return raw, default_port
     host, sep, port_text = raw.partition(":")
     if not sep:
-        return host, DEFAULT_PORT
+        return host, default_port
     return host, _parse_port(port_text, raw)
 
 

@@ -17,6 +17,8 @@ class ErrorReason(enum.StrEnum):
     CONNECTION_FAILED = "connection_failed"
     TIMEOUT = "timeout"
     TLS_HANDSHAKE_FAILED = "tls_handshake_failed"
+    STARTTLS_REFUSED = "starttls_refused"
+    STARTTLS_FAILED = "starttls_failed"
     NO_CERTIFICATE = "no_certificate"
     INVALID_TARGET = "invalid_target"
     FILE_ERROR = "file_error"
@@ -58,6 +60,10 @@ class ProbeResult:
     `error` is set. A server that requires a client certificate and aborts
     after sending its own chain gives that chain, no error, and
     `client_certificate_requested`.
+
+    `starttls_not_offered` is set, and `chain` empty with no `error`, when
+    the server replied to a STARTTLS dialogue without offering the upgrade
+    to TLS. It is a sentence with a sanitised excerpt of what the server sent.
     """
 
     endpoint: Endpoint
@@ -67,3 +73,4 @@ class ProbeResult:
     cipher: str | None = None
     error: ProbeError | None = None
     client_certificate_requested: bool = False
+    starttls_not_offered: str | None = None

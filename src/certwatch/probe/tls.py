@@ -4,7 +4,9 @@ The handshake runs in a pyOpenSSL memory-BIO connection fed by an asyncio
 transport. The standard `ssl` module is not used because on Python 3.11 it
 exposes only the leaf certificate, and the chain must come back exactly as
 the server sent it, in order and with duplicates. Nothing is verified here:
-the analysis verifies the chain later.
+the analysis verifies the chain later. For a STARTTLS protocol, the dialogue
+from `starttls.py` runs on the plain connection first, and the handshake
+starts where it ends.
 """
 
 from __future__ import annotations
@@ -19,7 +21,16 @@ from OpenSSL import SSL, crypto
 from OpenSSL._util import ffi as _openssl_ffi
 from OpenSSL._util import lib as _openssl_lib
 
+from certwatch.probe.dialogue import (
+    DialogueError,
+    DialogueFailed,
+    PlainStream,
+    StarttlsNotOffered,
+    StarttlsRefused,
+    excerpt,
+)
 from certwatch.probe.model import ErrorReason, ProbeError, ProbeResult, ProbeSettings
+from certwatch.probe.starttls import DIALOGUES, Dialogue
 from certwatch.targets import Endpoint
 
 logger = logging.getLogger(__name__)
@@ -51,9 +62,14 @@ async def probe_address(
     """Connect to `address` and return the chain the server presents.
 
     One deadline, `settings.timeout`, covers the TCP connect and the whole
-    handshake. A failure to connect or to complete the handshake comes back
-    as a result with an error, not as an exception.
+    handshake, and for a STARTTLS protocol the dialogue before it. A failure
+    to connect, to upgrade or to complete the handshake comes back as a
+    result with an error, not as an exception.
     """
+    dialogue = DIALOGUES.get(endpoint.protocol)
+    if dialogue is not None:
+        return await _probe_after_dialogue(endpoint, address, settings, dialogue)
+
     loop = asyncio.get_running_loop()
     protocol = _HandshakeProtocol(_new_connection(endpoint, settings), loop)
     try:
@@ -78,6 +94,110 @@ async def probe_address(
         await protocol.close()
 
     return _completed(endpoint, address, protocol)
+
+
+async def _probe_after_dialogue(
+    endpoint: Endpoint, address: str, settings: ProbeSettings, dialogue: Dialogue
+) -> ProbeResult:
+    """Connect, run the STARTTLS dialogue, then hand the connection to TLS.
+
+    The connection starts with a `PlainStream` as its protocol, which the
+    handshake protocol replaces once the server has agreed to start TLS.
+    """
+    loop = asyncio.get_running_loop()
+    stream = PlainStream(loop)
+    protocol = _HandshakeProtocol(_new_connection(endpoint, settings), loop)
+    try:
+        async with asyncio.timeout(settings.timeout):
+            await loop.create_connection(lambda: stream, address, endpoint.port)
+            await dialogue.run(stream, endpoint)
+            _start_handshake(stream, protocol)
+            await protocol.handshake_done
+    except TimeoutError:
+        step = _timed_out_step(endpoint, address, dialogue, stream, protocol)
+        error = ProbeError(
+            ErrorReason.TIMEOUT, f"{step} timed out after {settings.timeout:g} s."
+        )
+        return _failed(endpoint, address, error)
+    except OSError as exc:
+        return _failed(
+            endpoint, address, _connection_error(endpoint, address, protocol, exc)
+        )
+    except SSL.Error as exc:
+        return _handshake_failed(endpoint, address, protocol, exc)
+    except DialogueError as exc:
+        return _dialogue_ended(endpoint, address, dialogue, exc)
+    finally:
+        if protocol.connected:
+            await protocol.close()
+        else:
+            await stream.close()
+
+    return _completed(endpoint, address, protocol)
+
+
+def _start_handshake(stream: PlainStream, protocol: _HandshakeProtocol) -> None:
+    """Make `protocol` the connection's protocol, which sends the ClientHello.
+
+    Raises:
+        DialogueFailed: The server sent more after agreeing to start TLS, or
+            closed the connection. Bytes sent before the ClientHello cannot
+            belong to the handshake, and a client that kept them would mix
+            plain text into the TLS session.
+    """
+    if stream.pending:
+        raise DialogueFailed(
+            f"the server sent {excerpt(stream.pending[:80])} after agreeing to "
+            "start TLS and before the handshake"
+        )
+    if stream.ended is not None:
+        raise DialogueFailed(f"{stream.ended} after agreeing to start TLS")
+    transport = stream.transport
+    assert transport is not None
+    transport.set_protocol(protocol)
+    protocol.connection_made(transport)
+
+
+def _timed_out_step(
+    endpoint: Endpoint,
+    address: str,
+    dialogue: Dialogue,
+    stream: PlainStream,
+    protocol: _HandshakeProtocol,
+) -> str:
+    """Name the step of a STARTTLS probe that was under way at the deadline."""
+    where = f"{address} port {endpoint.port}"
+    if stream.transport is None:
+        return f"Connecting to {where}"
+    if protocol.connected:
+        return f"The TLS handshake with {where}"
+    return f"The {dialogue.title} dialogue with {where}, waiting for {stream.step},"
+
+
+def _dialogue_ended(
+    endpoint: Endpoint, address: str, dialogue: Dialogue, exc: DialogueError
+) -> ProbeResult:
+    """Turn a dialogue that ended without an upgrade into a result."""
+    where = f"{address} port {endpoint.port}"
+    if isinstance(exc, StarttlsNotOffered):
+        message = (
+            f"The {dialogue.title} server at {where} does not offer "
+            f"{dialogue.upgrade}, so it presents no certificate. It replied: {exc}."
+        )
+        logger.debug("Probe of %s at %s: %s", endpoint.target, address, message)
+        return ProbeResult(
+            endpoint=endpoint, address=address, starttls_not_offered=message
+        )
+
+    if isinstance(exc, StarttlsRefused):
+        reason = ErrorReason.STARTTLS_REFUSED
+        message = (
+            f"The {dialogue.title} server at {where} refused the upgrade to TLS: {exc}."
+        )
+    else:
+        reason = ErrorReason.STARTTLS_FAILED
+        message = f"The {dialogue.title} dialogue with {where} failed: {exc}."
+    return _failed(endpoint, address, ProbeError(reason, message))
 
 
 @functools.lru_cache(maxsize=8)
