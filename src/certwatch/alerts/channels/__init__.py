@@ -1,0 +1,68 @@
+"""Deliver a notice to one contact over the channel of its kind.
+
+`deliver` is the one entry point: it picks email, webhook, Slack, Teams or
+Apprise from the contact's kind, never raises for a delivery failure, and
+logs each outcome with the redacted contact. `next_attempt_delay` in
+`certwatch.alerts.retry` says when to try a failed delivery again.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import assert_never
+
+from certwatch.alerts.channels.apprise import send_apprise
+from certwatch.alerts.channels.email import send_email
+from certwatch.alerts.channels.outcome import DeliveryOutcome
+from certwatch.alerts.channels.webhook import post_webhook
+from certwatch.alerts.contacts import ContactAddress, ContactKind
+from certwatch.alerts.message import Notice
+from certwatch.alerts.settings import DeliverySettings
+
+__all__ = ["DeliveryOutcome", "deliver"]
+
+logger = logging.getLogger(__name__)
+
+
+async def deliver(
+    contact: ContactAddress, notice: Notice, settings: DeliverySettings
+) -> DeliveryOutcome:
+    """Deliver `notice` to `contact` once, and log the outcome.
+
+    A delivered notice is logged at INFO level, a failure at WARNING level
+    with the contact (redacted) and the reason. Retrying is the caller's
+    job, with the idempotency key of `notice` unchanged.
+    """
+    outcome = await _deliver_once(contact, notice, settings)
+    if outcome.delivered:
+        logger.info(
+            "Delivered %s notice %s to %s: %s",
+            notice.event.value,
+            notice.key,
+            contact.redacted(),
+            outcome.reason,
+        )
+    else:
+        logger.warning(
+            "Delivery of %s notice %s to %s failed (%s): %s",
+            notice.event.value,
+            notice.key,
+            contact.redacted(),
+            "permanent" if outcome.permanent else "will retry",
+            outcome.reason,
+        )
+    return outcome
+
+
+async def _deliver_once(
+    contact: ContactAddress, notice: Notice, settings: DeliverySettings
+) -> DeliveryOutcome:
+    match contact.kind:
+        case ContactKind.EMAIL:
+            return await send_email(contact.value, notice, settings.smtp)
+        case ContactKind.WEBHOOK | ContactKind.SLACK | ContactKind.TEAMS:
+            return await post_webhook(contact, notice, settings.webhook)
+        case ContactKind.APPRISE:
+            return await send_apprise(contact.value, notice, settings.webhook)
+        case _:
+            assert_never(contact.kind)

@@ -1,0 +1,509 @@
+"""Delivery settings: the SMTP server, webhook options and retry timing.
+
+`load_delivery_settings` reads them once at start-up from environment
+variables named `CERTWATCH_<SECTION>_<KEY>` and from the optional TOML file
+that `CERTWATCH_CONFIG` names, the environment winning over the file, and
+validates them. Every error names the variable or the file and key it came
+from, and what to set instead. docs/configuration.md lists every
+setting with its default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+import ssl
+import tomllib
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from email.utils import formataddr, parseaddr
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import certifi
+
+from certwatch.alerts.contacts import is_loopback_host, parse_email_address
+from certwatch.alerts.errors import ContactError, DeliverySettingsError
+
+CONFIG_VARIABLE = "CERTWATCH_CONFIG"
+"""The environment variable that names the optional TOML config file."""
+
+ENV_PREFIX = "CERTWATCH_"
+
+MAX_TIMEOUT = 600.0
+"""The longest SMTP or webhook timeout accepted, in seconds."""
+
+DEFAULT_SMTP_TIMEOUT = 30.0
+DEFAULT_WEBHOOK_TIMEOUT = 10.0
+
+
+class SmtpSecurity(enum.StrEnum):
+    """The protection of the connection to the SMTP server."""
+
+    STARTTLS = "starttls"
+    """Connect in plain text, then upgrade with STARTTLS (required)."""
+    TLS = "tls"
+    """Start TLS at once (implicit TLS, often port 465)."""
+    PLAIN = "plain"
+    """No TLS at all; allowed only to a loopback host."""
+
+
+DEFAULT_SMTP_PORTS = {
+    SmtpSecurity.STARTTLS: 587,
+    SmtpSecurity.TLS: 465,
+    SmtpSecurity.PLAIN: 25,
+}
+"""The SMTP port used when none is set, per security mode."""
+
+# The keys of each file section; the environment variable of a key is
+# CERTWATCH_ followed by "section_key" in upper case.
+_SECTION_KEYS = {
+    "smtp": (
+        "host",
+        "port",
+        "security",
+        "username",
+        "password",
+        "from",
+        "timeout",
+        "ca_file",
+    ),
+    "webhook": ("timeout", "ca_file", "proxy"),
+}
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """The SMTP server that sends alert emails, and how to reach it.
+
+    `sender` is the From header, an address with an optional display name
+    (`certwatch <certwatch@example.test>`). `port` is `None` for the
+    default port of `security`, which `server_port` returns. `username`
+    and `password` are both set for SMTP AUTH, or both `None`. `timeout`
+    is in seconds, for the connection and for each SMTP command. `ca_file`
+    adds trusted roots to the certifi bundle for the server's certificate;
+    `None` trusts certifi alone.
+    """
+
+    host: str
+    sender: str
+    port: int | None = None
+    security: SmtpSecurity = SmtpSecurity.STARTTLS
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    timeout: float = DEFAULT_SMTP_TIMEOUT
+    ca_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        sender = _check_smtp(self, _env_name)
+        object.__setattr__(self, "sender", sender)
+
+    @property
+    def sender_address(self) -> str:
+        """The bare address of `sender`, for the SMTP envelope."""
+        return parseaddr(self.sender)[1]
+
+    @property
+    def server_port(self) -> int:
+        """The port to connect to: `port`, or the default of `security`."""
+        return self.port or DEFAULT_SMTP_PORTS[self.security]
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """The connection options of webhook, Slack, Teams and Apprise deliveries.
+
+    `timeout` is in seconds, for connecting and for each read and write.
+    `ca_file` adds trusted roots to the certifi bundle, for receivers with
+    an internal CA. `proxy` is an http:// or https:// proxy URL, or `None`
+    to connect directly; proxy variables of the environment are ignored.
+    """
+
+    timeout: float = DEFAULT_WEBHOOK_TIMEOUT
+    ca_file: Path | None = None
+    proxy: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        _check_timeout(self.timeout, _env_name("webhook", "timeout"))
+        if self.proxy is not None:
+            _check_proxy(self.proxy, _env_name("webhook", "proxy"))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """The waits before trying a failed delivery again.
+
+    The n-th retry waits `first_delay` times 2 to the power n-1, at most
+    `max_delay`, less a random share of up to `jitter` (0 to 1) of it, so
+    that deliveries that failed together do not retry together. After
+    `max_attempts` failed attempts the delivery is given up; the defaults
+    keep trying for about a day.
+    """
+
+    first_delay: timedelta = timedelta(minutes=1)
+    max_delay: timedelta = timedelta(hours=1)
+    jitter: float = 0.25
+    max_attempts: int = 30
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise DeliverySettingsError(
+                f"Invalid maximum of delivery attempts {self.max_attempts!r}: "
+                "give at least 1."
+            )
+        if self.first_delay <= timedelta(0) or self.max_delay < self.first_delay:
+            raise DeliverySettingsError(
+                f"Invalid retry delays {self.first_delay} and {self.max_delay}: the "
+                "first delay must be positive and at most the maximum delay."
+            )
+        if not 0 <= self.jitter <= 1:
+            raise DeliverySettingsError(
+                f"Invalid retry jitter {self.jitter!r}: give a share from 0 to 1."
+            )
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """Everything the channels need to deliver alerts.
+
+    `smtp` is `None` when no SMTP server is configured; email contacts then
+    cannot be delivered.
+    """
+
+    smtp: SmtpSettings | None = None
+    webhook: WebhookSettings = field(default_factory=WebhookSettings)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+def load_delivery_settings(
+    environ: Mapping[str, str] = os.environ,
+    *,
+    other_sections: Collection[str] = (),
+) -> DeliverySettings:
+    """Read and validate the delivery settings from the environment and file.
+
+    `other_sections` are config file sections that other parts of certwatch
+    read; they are left alone instead of being reported as unknown.
+
+    Raises:
+        DeliverySettingsError: the config file cannot be read, contains an
+            unknown key, or a setting is invalid.
+    """
+    values = _read_config_file(environ, other_sections)
+    values.update(_read_environment(environ))
+    return DeliverySettings(
+        smtp=_smtp_settings(values),
+        webhook=_webhook_settings(values),
+    )
+
+
+def tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """Build a client TLS context trusting certifi plus the roots in `ca_file`.
+
+    Raises:
+        DeliverySettingsError: `ca_file` cannot be read or contains no
+            certificate.
+    """
+    context = ssl.create_default_context(cafile=certifi.where())
+    if ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=str(ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise DeliverySettingsError(
+                f"Invalid CA file {str(ca_file)!r}: {exc}; give a readable file of "
+                "PEM certificates."
+            ) from exc
+    return context
+
+
+@dataclass(frozen=True)
+class _Value:
+    """One setting as read, with where it came from for error messages."""
+
+    value: object
+    origin: str
+    base: Path | None = None
+    """The folder that a relative path in the value is relative to."""
+
+
+def _env_name(section: str, key: str | None = None) -> str:
+    """Return the variable of `section` and `key`, or of `section` as `smtp.host`."""
+    if key is None:
+        section, _, key = section.partition(".")
+    return f"{ENV_PREFIX}{section}_{key}".upper()
+
+
+def _read_environment(environ: Mapping[str, str]) -> dict[str, _Value]:
+    values = {}
+    for section, keys in _SECTION_KEYS.items():
+        for key in keys:
+            name = _env_name(section, key)
+            text = environ.get(name, "").strip()
+            if text:
+                values[f"{section}.{key}"] = _Value(text, name)
+    return values
+
+
+def _read_config_file(
+    environ: Mapping[str, str], other_sections: Collection[str]
+) -> dict[str, _Value]:
+    path_text = environ.get(CONFIG_VARIABLE, "").strip()
+    if not path_text:
+        return {}
+    path = Path(path_text).expanduser()
+    try:
+        with path.open("rb") as file:
+            document = tomllib.load(file)
+    except OSError as exc:
+        raise DeliverySettingsError(
+            f"{CONFIG_VARIABLE}: cannot read the config file {path_text!r} "
+            f"({exc.strerror or exc}); fix the path or unset {CONFIG_VARIABLE}."
+        ) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise DeliverySettingsError(
+            f"{path}: invalid TOML ({exc}); fix the file."
+        ) from exc
+    return _file_values(document, path, other_sections)
+
+
+def _file_values(
+    document: dict[str, Any], path: Path, other_sections: Collection[str]
+) -> dict[str, _Value]:
+    values = {}
+    known = ", ".join(sorted([*_SECTION_KEYS, *other_sections]))
+    for section, table in document.items():
+        if section in other_sections:
+            continue
+        if section not in _SECTION_KEYS or not isinstance(table, dict):
+            raise DeliverySettingsError(
+                f"{path}: unknown key {section!r}; the file may contain the "
+                f"sections {known}."
+            )
+        for key, value in table.items():
+            if key not in _SECTION_KEYS[section]:
+                keys = ", ".join(_SECTION_KEYS[section])
+                raise DeliverySettingsError(
+                    f"{path}: unknown key '{section}.{key}'; [{section}] may "
+                    f"contain {keys}."
+                )
+            origin = f"{path}: {section}.{key}"
+            values[f"{section}.{key}"] = _Value(value, origin, path.parent)
+    return values
+
+
+def _smtp_settings(values: Mapping[str, _Value]) -> SmtpSettings | None:
+    present = sorted(key for key in values if key.startswith("smtp."))
+    if not present:
+        return None
+    if "smtp.host" not in values:
+        first = values[present[0]].origin
+        raise DeliverySettingsError(
+            f"{first} is set but {_env_name('smtp.host')} (smtp.host in the config "
+            "file) is not: set the host of the SMTP server, or remove the other "
+            "SMTP settings."
+        )
+    if "smtp.from" not in values:
+        raise DeliverySettingsError(
+            f"{_env_name('smtp.from')} (smtp.from in the config file) is missing: "
+            "set the address alerts are sent from, such as certwatch@example.test."
+        )
+    security_text = _string(values, "smtp.security") or SmtpSecurity.STARTTLS.value
+    settings = _SmtpFields(
+        host=_string(values, "smtp.host") or "",
+        sender=_string(values, "smtp.from") or "",
+        port=_integer(values, "smtp.port"),
+        security=_security(security_text, _origin(values, "smtp.security")),
+        username=_string(values, "smtp.username"),
+        password=_string(values, "smtp.password"),
+        timeout=_number(values, "smtp.timeout", DEFAULT_SMTP_TIMEOUT),
+        ca_file=_ca_file(values, "smtp.ca_file"),
+    )
+
+    def origin(section: str, key: str) -> str:
+        return _origin(values, f"{section}.{key}")
+
+    _check_smtp(settings, origin)
+    return SmtpSettings(**dataclasses.asdict(settings))
+
+
+def _webhook_settings(values: Mapping[str, _Value]) -> WebhookSettings:
+    timeout = _number(values, "webhook.timeout", DEFAULT_WEBHOOK_TIMEOUT)
+    _check_timeout(timeout, _origin(values, "webhook.timeout"))
+    proxy = _string(values, "webhook.proxy")
+    if proxy is not None:
+        _check_proxy(proxy, _origin(values, "webhook.proxy"))
+    return WebhookSettings(
+        timeout=timeout, ca_file=_ca_file(values, "webhook.ca_file"), proxy=proxy
+    )
+
+
+@dataclass
+class _SmtpFields:
+    """The SMTP fields after type conversion, before the final checks."""
+
+    host: str
+    sender: str
+    port: int | None
+    security: SmtpSecurity
+    username: str | None
+    password: str | None
+    timeout: float
+    ca_file: Path | None
+
+
+def _check_smtp(
+    smtp: SmtpSettings | _SmtpFields, origin: Callable[[str, str], str]
+) -> str:
+    """Check the SMTP fields together and return the normalised sender."""
+    host = smtp.host.strip("[]")
+    if not host or any(character.isspace() for character in host):
+        raise DeliverySettingsError(
+            f"{origin('smtp', 'host')}: invalid SMTP host {smtp.host!r}; give a "
+            "host name or an IP address."
+        )
+    if smtp.port is not None and not 1 <= smtp.port <= 65535:
+        raise DeliverySettingsError(
+            f"{origin('smtp', 'port')}: invalid port {smtp.port!r}; give a number "
+            "from 1 to 65535."
+        )
+    if smtp.security is SmtpSecurity.PLAIN and not is_loopback_host(host):
+        raise DeliverySettingsError(
+            f"{origin('smtp', 'security')}: plain SMTP sends messages and passwords "
+            f"unencrypted, so it is allowed only to a loopback host, and the host "
+            f"is {smtp.host!r}; use starttls or tls."
+        )
+    _check_credentials(smtp, origin)
+    _check_timeout(smtp.timeout, origin("smtp", "timeout"))
+    return _check_sender(smtp.sender, origin("smtp", "from"))
+
+
+def _check_credentials(
+    smtp: SmtpSettings | _SmtpFields, origin: Callable[[str, str], str]
+) -> None:
+    if smtp.password is not None and smtp.username is None:
+        raise DeliverySettingsError(
+            f"{origin('smtp', 'password')} is set without a user name: set "
+            f"{_env_name('smtp.username')} too, or remove the password."
+        )
+    if smtp.username is not None and smtp.password is None:
+        raise DeliverySettingsError(
+            f"{origin('smtp', 'username')} is set without a password: set "
+            f"{_env_name('smtp.password')} too, or remove the user name."
+        )
+
+
+def _check_sender(sender: str, origin: str) -> str:
+    display_name, address = parseaddr(sender)
+    try:
+        normalised = parse_email_address(address) if address else None
+    except ContactError:
+        normalised = None
+    if normalised is None or any(ord(character) < 32 for character in sender):
+        raise DeliverySettingsError(
+            f"{origin}: invalid From address {sender!r}; give an address such as "
+            "certwatch@example.test or 'certwatch <certwatch@example.test>'."
+        )
+    return formataddr((display_name, normalised))
+
+
+def _check_timeout(timeout: float, origin: str) -> None:
+    if not 0 < timeout <= MAX_TIMEOUT:
+        raise DeliverySettingsError(
+            f"{origin}: invalid timeout {timeout!r}; give a number of seconds "
+            f"above 0 and at most {MAX_TIMEOUT:g}."
+        )
+
+
+def _check_proxy(proxy: str, origin: str) -> None:
+    try:
+        parts = urlsplit(proxy)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        # urlsplit checks the port only when it is read.
+        _ = parts.port
+    except ValueError:
+        valid = False
+    if not valid:
+        raise DeliverySettingsError(
+            f"{origin}: invalid proxy URL; give http://HOST:PORT or https://HOST:PORT."
+        )
+
+
+def _origin(values: Mapping[str, _Value], key: str) -> str:
+    value = values.get(key)
+    return value.origin if value is not None else _env_name(key)
+
+
+def _string(values: Mapping[str, _Value], key: str) -> str | None:
+    value = values.get(key)
+    if value is None:
+        return None
+    if not isinstance(value.value, str):
+        raise DeliverySettingsError(
+            f"{value.origin}: invalid value {value.value!r}; give a string."
+        )
+    return value.value.strip()
+
+
+def _integer(values: Mapping[str, _Value], key: str) -> int | None:
+    value = values.get(key)
+    if value is None:
+        return None
+    raw = value.value
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().isdigit():
+        return int(raw)
+    raise DeliverySettingsError(
+        f"{value.origin}: invalid port {raw!r}; give a number from 1 to 65535."
+    )
+
+
+def _number(values: Mapping[str, _Value], key: str, default: float) -> float:
+    value = values.get(key)
+    if value is None:
+        return default
+    raw = value.value
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        return float(raw)
+    if isinstance(raw, str):
+        try:
+            return float(raw)
+        except ValueError:
+            pass
+    raise DeliverySettingsError(
+        f"{value.origin}: invalid number {raw!r}; give a number of seconds such as "
+        "10 or 2.5."
+    )
+
+
+def _security(text: str, origin: str) -> SmtpSecurity:
+    try:
+        return SmtpSecurity(text.lower())
+    except ValueError:
+        choices = ", ".join(mode.value for mode in SmtpSecurity)
+        raise DeliverySettingsError(
+            f"{origin}: invalid SMTP security {text!r}; use one of {choices}."
+        ) from None
+
+
+def _ca_file(values: Mapping[str, _Value], key: str) -> Path | None:
+    text = _string(values, key)
+    if text is None:
+        return None
+    base = values[key].base
+    path = Path(text).expanduser()
+    if base is not None and not path.is_absolute():
+        path = base / path
+    if not path.is_file():
+        raise DeliverySettingsError(
+            f"{values[key].origin}: the CA file {str(path)!r} does not exist or is "
+            "not a file; give the path of a PEM file of CA certificates."
+        )
+    try:
+        tls_context(path)
+    except DeliverySettingsError as exc:
+        raise DeliverySettingsError(f"{values[key].origin}: {exc}") from exc
+    return path
