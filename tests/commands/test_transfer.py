@@ -343,3 +343,37 @@ def test_export_csv_guards_formulas_and_round_trips(
     rebuilt = json.loads(other_certwatch("export", "--format", "json").stdout)
     assert sorted(entry["notes"] for entry in rebuilt["endpoints"]) == sorted(notes)
     assert {entry["team"] for entry in rebuilt["endpoints"]} == {"=cmd"}
+
+
+def test_import_keeps_protocol_column(certwatch: Certwatch, tmp_path: Path) -> None:
+    text = (
+        "host,port,protocol,target\n"
+        "mail.example.test,,smtp,\n"
+        "imap.example.test,1143,imap,\n"
+        ",,submission,relay.example.test\n"
+    )
+    imported = certwatch("import", str(write(tmp_path, text)))
+    exported = certwatch("export", "--format", "json")
+
+    assert imported.exit_code == 0, imported.output
+    endpoints = {e["host"]: e for e in json.loads(exported.stdout)["endpoints"]}
+    assert endpoints["mail.example.test"]["protocol"] == "smtp"
+    assert endpoints["mail.example.test"]["port"] == 25
+    assert endpoints["mail.example.test"]["target"] == "smtp://mail.example.test"
+    assert endpoints["imap.example.test"]["protocol"] == "imap"
+    assert endpoints["imap.example.test"]["port"] == 1143
+    assert endpoints["relay.example.test"]["protocol"] == "submission"
+    assert endpoints["relay.example.test"]["port"] == 587
+
+
+def test_import_rejects_protocol_disagreeing_with_target(
+    certwatch: Certwatch, tmp_path: Path
+) -> None:
+    text = "target,protocol\nsmtp://mail.example.test,imap\n"
+
+    outcome = certwatch("import", str(write(tmp_path, text)))
+
+    assert outcome.exit_code == 1
+    assert "Protocol 'imap' disagrees with target 'smtp://mail.example.test'" in (
+        outcome.stderr
+    )

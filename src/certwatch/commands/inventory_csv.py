@@ -26,7 +26,7 @@ from certwatch.store.inventory import (
     SourceSettings,
     normalize_tags,
 )
-from certwatch.targets import SCHEME_PORTS, Endpoint, parse_target
+from certwatch.targets import DEFAULT_PROTOCOL, SCHEME_PORTS, Endpoint, parse_target
 
 if TYPE_CHECKING:
     from _csv import Reader
@@ -234,14 +234,20 @@ def _looks_like_path(text: str) -> bool:
 
 def _endpoint_from_target(cells: dict[str, str]) -> Endpoint:
     target = cells["target"].strip()
-    endpoint = _parsed(target)
+    protocol_text = cells.get("protocol", "").strip()
+    protocol = _protocol(protocol_text)
+    endpoint = _parsed(target, protocol)
+    if protocol_text and parse_target("x.test", protocol).protocol != endpoint.protocol:
+        raise _RowError(
+            f"Protocol {protocol_text!r} disagrees with target {target!r} "
+            f"({endpoint.protocol}): give the protocol in one place only."
+        )
     port = cells.get("port", "").strip()
     if port and _port(port) != endpoint.port:
         raise _RowError(
             f"Port {port!r} disagrees with target {target!r} (port "
             f"{endpoint.port}): give the port in one place only."
         )
-    _protocol(cells.get("protocol", ""))
     return endpoint
 
 
@@ -251,10 +257,12 @@ def _endpoint_from_host(cells: dict[str, str]) -> Endpoint:
     port_text = cells.get("port", "").strip()
     port = _port(port_text) if port_text else SCHEME_PORTS[protocol]
     bracketed = f"[{host}]" if ":" in host and not host.startswith("[") else host
-    endpoint = _parsed(f"{bracketed}:{port}")
+    endpoint = _parsed(f"{bracketed}:{port}", protocol)
     target = cells.get("target", "").strip()
     if not target:
         target = bracketed if port == SCHEME_PORTS[protocol] else f"{bracketed}:{port}"
+        if protocol != DEFAULT_PROTOCOL:
+            target = f"{protocol}://{target}"
     return replace(endpoint, target=target)
 
 
@@ -283,9 +291,9 @@ def _pinned(endpoint: Endpoint, cells: dict[str, str]) -> Endpoint:
     return endpoint
 
 
-def _parsed(text: str) -> Endpoint:
+def _parsed(text: str, protocol: str = DEFAULT_PROTOCOL) -> Endpoint:
     try:
-        return parse_target(text)
+        return parse_target(text, protocol)
     except CertwatchError as exc:
         raise _RowError(str(exc)) from None
 

@@ -522,7 +522,9 @@ def _log_scan(source: str, scan: CompletedScan) -> None:
     parts = []
     for result in scan.results:
         if result.report is None:
-            reason = result.error.reason if result.error else "no certificate"
+            codes = [finding.code for finding in result.findings]
+            reason = result.error.reason if result.error else ", ".join(codes)
+            reason = reason or "no certificate"
             parts.append(f"{result.place} {result.status} ({reason})")
         else:
             parts.append(
