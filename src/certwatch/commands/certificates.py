@@ -109,7 +109,13 @@ def certificates_command(as_json: bool, expiring: int | None, limit: int) -> Non
             session, limit=limit or None, not_after_before=before
         )
         sha256s = [item.certificate.sha256 for item in page.certificates]
-        stale = stale_deployments(session, now=now, sha256s=sha256s) if sha256s else []
+        if not sha256s:
+            stale = []
+        elif limit or before is not None:
+            stale = stale_deployments(session, now=now, sha256s=sha256s)
+        else:
+            # Every certificate is listed: no filter is cheaper than all of them.
+            stale = stale_deployments(session, now=now)
         placed = _with_stale(page.certificates, stale)
 
     with closed_pipe_ignored():

@@ -137,11 +137,18 @@ def served_certificates(
     truncated = limit is not None and len(sha256s) > limit
     sha256s = sha256s[:limit]
     places: dict[str, list[Deployment]] = {sha256: [] for sha256 in sha256s}
-    for chunk in chunked(sha256s):
-        column = ObservationCertificateRow.certificate_sha256
-        current = _deployments(column.in_(chunk)).having(_current_flag() == 1)
+    column = ObservationCertificateRow.certificate_sha256
+    if limit is None:
+        # The whole inventory: one grouped query beats many chunked ones.
+        served = select(CertificateRow.sha256).where(condition)
+        conditions = [column.in_(served)]
+    else:
+        conditions = [column.in_(chunk) for chunk in chunked(sha256s)]
+    for selected in conditions:
+        current = _deployments(selected).having(_current_flag() == 1)
         for deployment in _load(session, current):
-            places[deployment.certificate_sha256].append(deployment)
+            if deployment.certificate_sha256 in places:
+                places[deployment.certificate_sha256].append(deployment)
     summaries = {s.sha256: s for s in certificate_summaries(session, sha256s)}
     return CertificatePage(
         [
