@@ -117,7 +117,9 @@ def cli(verbose: int) -> None:
     "--ca-file",
     type=click.Path(path_type=Path),
     multiple=True,
-    help="Also trust the root certificates in this PEM, DER or PKCS#7 file.",
+    envvar="CERTWATCH_CA_FILE",
+    help="Also trust the root certificates in this PEM, DER or PKCS#7 file "
+    "(or set CERTWATCH_CA_FILE, several paths separated by ':').",
 )
 @click.option(
     "--only-ca-file",

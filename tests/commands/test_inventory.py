@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from tests.commands.conftest import (
     ROOT,
     Certwatch,
@@ -436,3 +437,75 @@ def test_add_and_scan_take_thresholds(
     assert status_after_critical == "critical"
     assert invalid.exit_code == 2
     assert "--critical 9 comes before --warning 5" in invalid.output
+
+
+def test_add_reminders_stored_and_exported(
+    certwatch: Certwatch, local_server: StartServer, other_certwatch: Certwatch
+) -> None:
+    server = serve(local_server, fresh_leaf("www.example.test"))
+    certwatch("add", target(server), "--reminders", "7, 21,3")
+    bad = certwatch("add", target(server), "--reminders", "7,soon")
+
+    [listed] = certwatch.json("list")["sources"]
+    exported = certwatch("export", "--format", "json")
+
+    assert listed["reminders"] == "21,7,3"
+    assert bad.exit_code == 2
+    assert "Invalid reminder point 'soon'" in bad.output
+    assert '"reminders": "21,7,3"' in exported.stdout
+
+
+def test_ca_file_from_environment(
+    certwatch: Certwatch, local_server: StartServer, tmp_path: Path
+) -> None:
+    leaf = fresh_leaf("www.example.test", ip_addresses=("127.0.0.1",))
+    server = serve(local_server, leaf)
+    roots = tmp_path / "root.pem"
+    roots.write_bytes(ROOT.pem)
+    environment = {"CERTWATCH_CA_FILE": f"{tmp_path / 'none.pem'}:{roots}"}
+
+    missing = certwatch("add", target(server), env={"CERTWATCH_CA_FILE": "/none"})
+    added = certwatch("add", target(server), env={"CERTWATCH_CA_FILE": str(roots)})
+    scanned = certwatch("scan", "--all", env=environment)
+
+    assert missing.exit_code == 2
+    assert added.exit_code == Status.OK.exit_code, added.output
+    # One missing path among several is still an error that names it.
+    assert scanned.exit_code == 2
+    assert "none.pem" in scanned.output
+
+
+def test_remove_one_pinned_address(certwatch: Certwatch, tmp_path: Path) -> None:
+    spreadsheet = tmp_path / "hosts.csv"
+    spreadsheet.write_text(
+        "host,address\nwww.example.test,192.0.2.1\nwww.example.test,192.0.2.2\n"
+    )
+    assert certwatch("import", str(spreadsheet)).exit_code == 0
+
+    outcome = certwatch("remove", "www.example.test", "--address", "192.0.2.1")
+    unknown = certwatch("remove", "www.example.test", "--address", "192.0.2.9")
+    invalid = certwatch("remove", "www.example.test", "--address", "nowhere")
+
+    assert outcome.exit_code == 0, outcome.output
+    assert "Removed 1 from the inventory." in outcome.stdout
+    [left] = certwatch.json("list")["sources"]
+    assert left["address"] == "192.0.2.2"
+    assert unknown.exit_code == 1
+    assert invalid.exit_code == 2
+    assert "Invalid address 'nowhere'" in invalid.output
+
+
+def test_relative_sqlite_path_warns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    relative = Certwatch("sqlite:///store/x.db")
+    (tmp_path / "store").mkdir()
+
+    outcome = relative("list")
+
+    assert outcome.exit_code == 0, outcome.output
+    assert "Warning: the SQLite database path 'store/x.db' is relative" in (
+        outcome.stderr
+    )
+    assert "sqlite:////store/x.db" in outcome.stderr

@@ -176,7 +176,7 @@ def test_check_protocol_option_on_real_server(protocol: str) -> None:
 
 def test_check_ftp_server_without_tls() -> None:
     # vsftpd 3.0.3 with ssl_enable=NO replies to AUTH TLS with 530 "Please
-    # login with USER and PASS", an error reply to the upgrade.
+    # login with USER and PASS": it has no TLS to offer.
     server = require_server("ftp", tls=False)
 
     exit_code, document = run_check(
@@ -189,10 +189,12 @@ def test_check_ftp_server_without_tls() -> None:
     result = only_result(document)
     assert result["certificate"] is None
     assert document["endpoints"][0]["days_left"] is None
-    assert result["status"] == "unknown"
-    assert exit_code == 3
-    assert result["error"]["reason"] == "starttls_refused"
-    assert "530" in result["error"]["message"]
+    assert result["status"] == "critical"
+    assert exit_code == 2
+    assert result["error"] is None
+    [finding] = result["findings"]
+    assert finding["code"] == "starttls_not_offered"
+    assert "530" in finding["message"]
 
 
 def test_check_xmpp_stream_to_unknown_domain() -> None:

@@ -31,7 +31,8 @@ POSTGRES_USERS = ("postgres", "root")
 # Every table except teams and alembic_version, emptied before each test.
 _DATA_TABLES = (
     "findings, observation_certificates, observations, certificate_names, "
-    "certificates, endpoint_tags, file_source_tags, endpoints, file_sources"
+    "certificates, endpoint_tags, file_source_tags, endpoints, file_sources, "
+    "certificate_changes, outbox, alert_thresholds, alerts, contacts"
 )
 
 
@@ -146,6 +147,10 @@ def _emptied(url: str) -> str:
                 f"TRUNCATE {_DATA_TABLES} RESTART IDENTITY CASCADE"
             )
             connection.exec_driver_sql("DELETE FROM teams WHERE name <> 'default'")
+            connection.exec_driver_sql(
+                "UPDATE teams SET reminder_schedule = NULL, "
+                "escalate_after_seconds = NULL, digest_sent_at = NULL"
+            )
     finally:
         engine.dispose()
     return url

@@ -25,6 +25,10 @@ from certwatch.store.models import DEFAULT_TEAM, Base, EndpointRow, TeamRow
 
 TABLES = {
     "alembic_version",
+    "alert_thresholds",
+    "alerts",
+    "contacts",
+    "outbox",
     "certificate_changes",
     "certificate_names",
     "certificates",
@@ -120,7 +124,7 @@ def test_upgrade_empty_database(empty_database_url: str) -> None:
         with Session(engine) as session:
             teams = session.execute(select(TeamRow.name, TeamRow.created_at)).all()
             version = session.execute(text("SELECT version_num FROM alembic_version"))
-            assert version.scalar_one() == "0003"
+            assert version.scalar_one() == "0004"
     finally:
         engine.dispose()
 

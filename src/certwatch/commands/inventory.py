@@ -7,6 +7,7 @@ check engine, records what it saw and prints the same report as `check`.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import random
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 import click
 from sqlalchemy.orm import Session
 
+from certwatch.alerts.policy import parse_schedule
 from certwatch.arguments import classify_items
 from certwatch.check import check_endpoints, check_paths
 from certwatch.commands.options import threshold_options
@@ -210,8 +212,10 @@ def check_tags(tags: Sequence[str]) -> tuple[str, ...]:
     "--ca-file",
     type=click.Path(path_type=Path),
     multiple=True,
+    envvar="CERTWATCH_CA_FILE",
     help="Also trust the root certificates in this PEM, DER or PKCS#7 file "
-    "for the instant report.",
+    "for the instant report (or set CERTWATCH_CA_FILE, several paths "
+    "separated by ':').",
 )
 @click.option(
     "--only-ca-file",
@@ -226,6 +230,13 @@ def check_tags(tags: Sequence[str]) -> tuple[str, ...]:
     help="Store NAME:PORT pinned to ADDRESS instead of asking DNS, keeping "
     "NAME for SNI and name matching; one address per endpoint.",
 )
+@click.option(
+    "--reminders",
+    metavar="LIST",
+    help="Expiry reminder points for what is added, instead of its team's: "
+    "days before expiry such as 30,14,7 or shares of the lifetime such as "
+    "20%,5%; an empty value goes back to the team's.",
+)
 @threshold_options
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report.")
 def add_command(
@@ -236,6 +247,7 @@ def add_command(
     ca_file: tuple[Path, ...],
     only_ca_file: bool,
     resolve_values: tuple[str, ...],
+    reminders: str | None,
     warning: str | None,
     critical: str | None,
     as_json: bool,
@@ -251,6 +263,7 @@ def add_command(
         team=team,
         tags=check_tags(tags) if tags else None,
         interval=parse_interval(interval_text),
+        reminders=_reminders(reminders),
     )
     monitor = monitor_settings()
     try:
@@ -288,6 +301,28 @@ def add_command(
         else:
             print_table(results, stdout_console(), skipped=skipped)
     sys.exit(worst_status([r.status for r in results]).exit_code)
+
+
+def _pinned_address(text: str | None) -> str | None:
+    if text is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(text.strip().strip("[]")))
+    except ValueError:
+        raise click.BadParameter(
+            f"Invalid address {text!r}: give an IPv4 or IPv6 address.",
+            param_hint="--address",
+        ) from None
+
+
+def _reminders(text: str | None) -> str | None:
+    """Validate `--reminders` and return it normalised; "" clears the schedule."""
+    if text is None or not text.strip():
+        return text
+    try:
+        return parse_schedule(text).text
+    except CertwatchError as exc:
+        raise click.BadParameter(str(exc), param_hint="--reminders") from exc
 
 
 def _with_recorded_findings(
@@ -433,18 +468,27 @@ def _completed_scans(
 
 @click.command("remove")
 @click.argument("items", nargs=-1, required=True, metavar="TARGET|PATH...")
-def remove_command(items: tuple[str, ...]) -> None:
+@click.option(
+    "--address",
+    help="Remove only the endpoints pinned to this address (added with "
+    "--resolve); without it a TARGET removes every endpoint of that name "
+    "and port.",
+)
+def remove_command(items: tuple[str, ...], address: str | None) -> None:
     """Remove endpoints and certificate files from the inventory.
 
     Their observations go too; certificates seen elsewhere stay. When any
     argument is not in the inventory, nothing is removed.
     """
     sources = parse_sources(items, paths_must_exist=False)
+    pinned = _pinned_address(address)
     with open_store() as sessions, sessions.begin() as session:
         missing: list[str] = []
         endpoint_ids: list[int] = []
         for endpoint in sources.endpoints:
             found = find_endpoints(session, endpoint)
+            if pinned is not None:
+                found = [r for r in found if r.endpoint.address == pinned]
             if not found:
                 missing.append(endpoint.target)
             endpoint_ids.extend(record.id for record in found)

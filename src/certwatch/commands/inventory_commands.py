@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from certwatch.commands.alerting import ALERTING_COMMANDS
 from certwatch.commands.certificates import certificates_command, where_command
 from certwatch.commands.history import history_command
 from certwatch.commands.inventory import add_command, remove_command
@@ -19,11 +20,12 @@ INVENTORY_COMMANDS = (
     certificates_command,
     where_command,
     history_command,
+    *ALERTING_COMMANDS,
 )
 
 
 def register_inventory_commands(group: click.Group) -> None:
     """Add `add`, `remove`, `list`, `import`, `export`, `certificates`,
-    `where` and `history` to `group`."""
+    `where` and `history` to `group`, and the alerting commands."""
     for command in INVENTORY_COMMANDS:
         group.add_command(command)

@@ -227,6 +227,7 @@ def _source_document(source: ListedSource, now: datetime) -> dict[str, Any]:
         interval_seconds=int(record.interval.total_seconds()),
         enabled=record.enabled,
         notes=record.notes,
+        reminders=record.reminders,
         status=None if status is None else status.value,
         scanned_at=timestamp(source.scanned_at),
         not_after=timestamp(source.not_after),

@@ -24,6 +24,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from certwatch.alerts.cycle import AlertingReport, alert_after_cycle
+from certwatch.alerts.digest import digest_interval
+from certwatch.alerts.evaluate import load_alert_settings
+from certwatch.alerts.settings import load_delivery_settings
 from certwatch.commands.inventory import parse_sources
 from certwatch.commands.options import threshold_options
 from certwatch.commands.output import closed_pipe_ignored
@@ -130,7 +134,9 @@ def scan_options(command: CommandT) -> CommandT:
             "--ca-file",
             type=click.Path(path_type=Path),
             multiple=True,
-            help="Also trust the root certificates in this PEM, DER or PKCS#7 file.",
+            envvar="CERTWATCH_CA_FILE",
+            help="Also trust the root certificates in this PEM, DER or PKCS#7 "
+            "file (or set CERTWATCH_CA_FILE, several paths separated by ':').",
         ),
         click.option(
             "--only-ca-file",
@@ -229,10 +235,13 @@ def run_command(once: bool, **values: Any) -> None:
     options = _options(values)
     settings = options.settings()
     policy = options.policy()
+    alerting = _alerting(settings, policy)
     _one_line_per_scan()
     with open_store() as sessions, _database_failures():
         report = run_cycle(sessions, now_fn=utc_now, settings=settings, policy=policy)
-    click.echo(_summary(report), err=True)
+        click.echo(_summary(report), err=True)
+        alerted = alerting(sessions)
+    click.echo(_alert_summary(alerted), err=True)
 
 
 @click.command("serve")
@@ -248,6 +257,7 @@ def serve_command(**values: Any) -> None:
     options = _options(values)
     settings = options.settings()
     policy = options.policy()
+    alerting = _alerting(settings, policy)
     root = logging.getLogger()
     if root.level > logging.INFO:
         # A service logs its start, stop and every scan by default.
@@ -265,9 +275,59 @@ def serve_command(**values: Any) -> None:
                 policy=policy,
                 stop=stop,
                 store_problem=watch.problem if watch else None,
+                after_cycle=alerting,
             )
         except StoreError as exc:
             raise click.ClickException(f"The monitor stopped: {exc}.") from exc
+
+
+def _alerting(
+    settings: MonitorSettings, policy: AnalysisPolicy
+) -> Callable[[Callable[[], Session]], AlertingReport]:
+    """Load the alert and delivery settings now, so a bad one stops the start.
+
+    Raises:
+        click.ClickException: a setting is invalid; `main` exits 3.
+    """
+    try:
+        alert_settings = load_alert_settings(thresholds=policy.thresholds)
+        delivery = load_delivery_settings()
+        digest_every = digest_interval()
+    except CertwatchError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+    def run(sessions: Callable[[], Session]) -> AlertingReport:
+        def rescan(endpoint_ids: Sequence[int], file_ids: Sequence[int]) -> None:
+            selection = Selection(tuple(endpoint_ids), tuple(file_ids))
+            run_cycle(
+                sessions,
+                now_fn=utc_now,
+                settings=settings,
+                policy=policy,
+                selection=selection,
+            )
+
+        return alert_after_cycle(
+            sessions,
+            now_fn=utc_now,
+            settings=alert_settings,
+            delivery=delivery,
+            digest_every=digest_every,
+            rescan=rescan,
+        )
+
+    return run
+
+
+def _alert_summary(report: AlertingReport) -> str:
+    evaluation = report.evaluation
+    return (
+        f"Alerts: {evaluation.opened} opened, {evaluation.reminded} reminders, "
+        f"{evaluation.resolved} resolved, {evaluation.escalated} escalated, "
+        f"{report.digests} digests; "
+        f"{report.delivery.delivered} messages delivered, "
+        f"{report.delivery.failed} failed, {report.delivery.retrying} to retry."
+    )
 
 
 def _sqlite_file_watch() -> SqliteFileWatch | None:

@@ -31,17 +31,21 @@ def find_endpoints(session: Session, endpoint: Endpoint) -> list[EndpointRecord]
     with a server name other than its host (an IP address with an SNI name,
     as a CSV import can give) cannot be named with its server name on the
     command line, so `host:port` finds it when no endpoint with exactly that
-    server name exists.
+    server name exists. Likewise `host:port` without a scheme finds an
+    endpoint of another protocol (`list` shows an imported `pop3` endpoint
+    as `host:port` when its target was written so) when no `https` one
+    matches.
     """
+    query = select(EndpointRow.id, EndpointRow.server_name, EndpointRow.protocol).where(
+        EndpointRow.host == endpoint.host, EndpointRow.port == endpoint.port
+    )
+    if "://" in endpoint.target:
+        query = query.where(EndpointRow.protocol == endpoint.protocol)
     rows = session.execute(
-        select(EndpointRow.id, EndpointRow.server_name)
-        .where(
-            EndpointRow.protocol == endpoint.protocol,
-            EndpointRow.host == endpoint.host,
-            EndpointRow.port == endpoint.port,
-        )
-        .order_by(EndpointRow.server_name, EndpointRow.address, EndpointRow.id)
+        query.order_by(EndpointRow.server_name, EndpointRow.address, EndpointRow.id)
     ).all()
+    same_protocol = [row for row in rows if row.protocol == endpoint.protocol]
+    rows = same_protocol or rows
     wanted = endpoint.server_name or ""
     exact = [row.id for row in rows if row.server_name == wanted]
     ids = exact or [row.id for row in rows]

@@ -9,7 +9,8 @@ from contextlib import contextmanager
 
 import click
 from alembic.util.exc import CommandError as AlembicCommandError
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from certwatch import __version__
@@ -38,6 +39,7 @@ def open_store(
             reached; `certwatch.cli.main` prints it and exits 3.
     """
     url = database_url(environ)
+    _warn_relative_sqlite_path(url)
     try:
         engine = create_store_engine(url)
         upgrade(engine)
@@ -62,6 +64,29 @@ def open_store(
         yield session_factory(engine)
     finally:
         engine.dispose()
+
+
+def _warn_relative_sqlite_path(url: str) -> None:
+    """Warn when a SQLite URL names a path relative to the current folder.
+
+    `sqlite:///tmp/x.db` (three slashes) is `tmp/x.db` under the current
+    folder, which is rarely what was meant and silently opens a new, empty
+    inventory when run from elsewhere.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return  # create_store_engine reports the invalid URL
+    path = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not path or path == ":memory:":
+        return
+    if not os.path.isabs(path):
+        click.echo(
+            f"Warning: the SQLite database path {path!r} is relative to the "
+            f"current folder ({os.getcwd()}); for the absolute path /{path} "
+            f"write four slashes: sqlite:////{path}.",
+            err=True,
+        )
 
 
 def _first_line(exc: Exception) -> str:

@@ -36,6 +36,7 @@ def serve(
     resolver: Resolver | None = None,
     rng: random.Random | None = None,
     store_problem: Callable[[], str | None] | None = None,
+    after_cycle: Callable[[SessionFactory], object] | None = None,
 ) -> int:
     """Run monitoring cycles until `stop` is set; return how many cycles ran.
 
@@ -43,7 +44,9 @@ def serve(
     `MIN_SLEEP` and at most `settings.max_sleep`, so sources added by
     another process are picked up within that time. A database failure
     is logged and the cycle is retried after `settings.max_sleep`. A stop
-    request lets the current batch finish and be recorded.
+    request lets the current batch finish and be recorded. `after_cycle`
+    runs after each cycle (alerting); its failure is logged, and the
+    monitor goes on scanning.
 
     Raises:
         StoreError: `store_problem`, asked before each cycle, named a
@@ -73,6 +76,8 @@ def serve(
                 stop=stop,
             )
             cycles += 1
+            if after_cycle is not None:
+                _run_after_cycle(after_cycle, sessions)
             pause = _pause(sessions, now_fn, settings)
         except SQLAlchemyError as exc:
             logger.error(
@@ -83,6 +88,17 @@ def serve(
         stop.wait(pause.total_seconds())
     logger.info("monitor stopped after %d cycles", cycles)
     return cycles
+
+
+def _run_after_cycle(
+    after_cycle: Callable[[SessionFactory], object], sessions: SessionFactory
+) -> None:
+    try:
+        after_cycle(sessions)
+    except Exception:
+        # Scanning must go on even when alerting fails: the next cycle
+        # evaluates again, and the outbox keeps what was recorded.
+        logger.exception("alerting after the cycle failed")
 
 
 def _pause(

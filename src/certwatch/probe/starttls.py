@@ -287,8 +287,9 @@ async def ftp_dialogue(stream: PlainStream, endpoint: Endpoint) -> None:
     stream.write(b"AUTH TLS\r\n")
     stream.step = "the reply to AUTH TLS"
     code, lines = await _read_ftp_reply(stream)
-    if code in (500, 502, 504):
+    if code in (500, 502, 504, 530):
         # RFC 4217: the server does not implement AUTH, or not with TLS.
+        # vsftpd without TLS answers 530 (log in first), which means the same.
         raise StarttlsNotOffered(excerpt(*lines))
     if code != 234:
         raise StarttlsRefused(f"the server replied {excerpt(*lines)} to AUTH TLS")

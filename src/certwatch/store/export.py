@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from certwatch.alerts.policy import ScheduleError, parse_schedule
 from certwatch.errors import TargetError
 from certwatch.store.errors import StoreError
 from certwatch.store.inventory import (
@@ -96,6 +97,7 @@ def _settings_entry(record: EndpointRecord | FileSourceRecord) -> dict[str, Any]
         "interval_seconds": int(record.interval.total_seconds()),
         "enabled": record.enabled,
         "notes": record.notes,
+        "reminders": record.reminders,
     }
 
 
@@ -223,7 +225,20 @@ def _settings_from(entry: dict[str, Any]) -> SourceSettings:
         interval=timedelta(seconds=interval),
         enabled=enabled,
         notes=_notes(entry.get("notes", "")),
+        reminders=_reminders(entry.get("reminders")),
     )
+
+
+def _reminders(value: Any) -> str:
+    """Return the reminder schedule normalised, "" (the team's) when absent."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise StoreError(f"Invalid reminders {value!r}: expected a string.")
+    try:
+        return parse_schedule(value).text if value.strip() else ""
+    except ScheduleError as exc:
+        raise StoreError(str(exc)) from exc
 
 
 def _notes(value: Any) -> str:

@@ -47,7 +47,9 @@ class SourceSettings:
 
     A field left `None` keeps the stored value on update and takes the
     default on creation: the default team, no tags, `DEFAULT_INTERVAL`,
-    enabled, and empty notes.
+    enabled, and empty notes. `reminders` is a reminder schedule as
+    `certwatch.alerts.policy.parse_schedule` reads it; "" clears it, so the
+    team's schedule applies.
     """
 
     team: str | None = None
@@ -55,6 +57,7 @@ class SourceSettings:
     interval: timedelta | None = None
     enabled: bool | None = None
     notes: str | None = None
+    reminders: str | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class EndpointRecord:
     enabled: bool
     notes: str
     schedule: Schedule
+    reminders: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,7 @@ class FileSourceRecord:
     enabled: bool
     notes: str
     schedule: Schedule
+    reminders: str | None = None
 
 
 RecordT = TypeVar("RecordT", "EndpointRecord", "FileSourceRecord")
@@ -423,6 +428,8 @@ def _apply_settings(
         row.enabled = True if settings.enabled is None else settings.enabled
     if settings.notes is not None or created:
         row.notes = settings.notes or ""
+    if settings.reminders is not None:
+        row.reminder_schedule = settings.reminders or None
     row.updated_at = now
 
 
@@ -533,6 +540,7 @@ def _endpoint_records(
             enabled=row.enabled,
             notes=row.notes,
             schedule=schedule_from_row(row),
+            reminders=row.reminder_schedule,
         )
         for row in rows
     ]
@@ -556,6 +564,7 @@ def _file_source_records(
             enabled=row.enabled,
             notes=row.notes,
             schedule=schedule_from_row(row),
+            reminders=row.reminder_schedule,
         )
         for row in rows
     ]

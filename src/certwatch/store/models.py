@@ -50,13 +50,22 @@ class Base(DeclarativeBase):
 
 
 class TeamRow(Base):
-    """A team that owns endpoints and file sources."""
+    """A team that owns endpoints and file sources, and hears their alerts.
+
+    `reminder_schedule` overrides the default expiry reminders (text such
+    as `30,14,7` or `20%,10%`), `escalate_after_seconds` the time after
+    which an unacknowledged critical alert reaches the escalation contacts,
+    and `digest_sent_at` records the last weekly digest.
+    """
 
     __tablename__ = "teams"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    reminder_schedule: Mapped[str | None] = mapped_column(Text)
+    escalate_after_seconds: Mapped[int | None] = mapped_column(Integer)
+    digest_sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class _Scheduled:
@@ -68,8 +77,9 @@ class _Scheduled:
 
     `last_status` and `not_after` copy what the latest scan found (its worst
     status, and the soonest not_after of the leaf certificates of an
-    endpoint or of every certificate of a file source), so that listings
-    sort and filter a large inventory by expiry with one indexed query.
+    endpoint or of every certificate of a file source; a scan without any
+    certificate keeps the last known one), so that listings sort and filter
+    a large inventory by expiry with one indexed query.
     """
 
     team_id: Mapped[int] = mapped_column(
@@ -87,6 +97,7 @@ class _Scheduled:
     consecutive_failures: Mapped[int] = mapped_column(Integer)
     last_status: Mapped[str | None] = mapped_column(String(20))
     not_after: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    reminder_schedule: Mapped[str | None] = mapped_column(Text)
 
 
 class EndpointRow(_Scheduled, Base):
@@ -304,3 +315,118 @@ class CertificateChangeRow(Base):
     names_added: Mapped[list[str]] = mapped_column(JSON)
     names_removed: Mapped[list[str]] = mapped_column(JSON)
     key_reused: Mapped[bool | None] = mapped_column(Boolean)
+
+
+class ContactRow(Base):
+    """A way to reach a team: an email address or a webhook URL.
+
+    `address` is the full address or URL, secrets included, as
+    `certwatch.alerts.contacts.parse_contact` normalised it; it is never
+    printed or logged in full. `escalation` contacts get a critical alert
+    only when nobody acknowledged it in time. The failure columns track
+    contact health: `unhealthy_since` is set once deliveries keep failing.
+    """
+
+    __tablename__ = "contacts"
+    __table_args__ = (UniqueConstraint("team_id", "kind", "address"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("teams.id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(String(20))
+    address: Mapped[str] = mapped_column(Text)
+    escalation: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    consecutive_failures: Mapped[int] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    unhealthy_since: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class AlertRow(Base):
+    """One incident a team hears about: a certificate or finding, over its places.
+
+    `identity` names the incident within its team: the certificate's
+    expiry (`expiry:SHA256`), a finding on a certificate
+    (`finding:CODE:SHA256`), a stale deployment (`stale:SHA256`) or an
+    endpoint that keeps failing (`unreachable:ENDPOINT_ID`). The same
+    certificate at eight addresses is one row whose `places` lists them.
+    """
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        UniqueConstraint("team_id", "identity"),
+        Index(None, "resolved_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    team_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("teams.id", ondelete="CASCADE")
+    )
+    identity: Mapped[str] = mapped_column(String(300))
+    event: Mapped[str] = mapped_column(String(30))
+    code: Mapped[str] = mapped_column(String(60))
+    severity: Mapped[str] = mapped_column(String(20))
+    certificate_sha256: Mapped[str | None] = mapped_column(String(64))
+    endpoint_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("endpoints.id", ondelete="CASCADE")
+    )
+    message: Mapped[str] = mapped_column(Text)
+    places: Mapped[list[dict[str, str | None]]] = mapped_column(JSON)
+    opened_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    acknowledged_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    acknowledged_threshold: Mapped[str | None] = mapped_column(String(40))
+    acknowledged_by: Mapped[str | None] = mapped_column(Text)
+    escalated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class AlertThresholdRow(Base):
+    """A reminder threshold of an alert, recorded once it was crossed and sent.
+
+    Thresholds are `window` (the first reminder), `days:N` and
+    `expired:YYYY-MM-DD` (one a day while expired), or `open` for findings.
+    The primary key makes each one count once, whatever the cycles missed.
+    """
+
+    __tablename__ = "alert_thresholds"
+
+    alert_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("alerts.id", ondelete="CASCADE"), primary_key=True
+    )
+    threshold: Mapped[str] = mapped_column(String(40), primary_key=True)
+    crossed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class OutboxRow(Base):
+    """One message to one contact, recorded before it is sent.
+
+    `notice` is the message as JSON, so a restarted process sends exactly
+    what was decided. `notice_key` is the idempotency key receivers see.
+    A row is pending until `delivered_at` or `failed_at` (a permanent
+    failure, or too many attempts) is set.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("contact_id", "notice_key"),
+        Index(None, "delivered_at", "failed_at", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    team_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("teams.id", ondelete="CASCADE")
+    )
+    contact_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("contacts.id", ondelete="CASCADE")
+    )
+    notice_key: Mapped[str] = mapped_column(String(200))
+    event: Mapped[str] = mapped_column(String(30))
+    notice: Mapped[dict[str, object]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    attempts: Mapped[int] = mapped_column(Integer)
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    failed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -107,7 +107,8 @@ def _copy_latest_state(
     """Copy each source's latest status and soonest not_after onto its row.
 
     For an endpoint only the leaf counts: the intermediates it sends are
-    someone else's to renew. For a file every certificate counts.
+    someone else's to renew. For a file every certificate counts. A scan
+    without any certificate leaves the stored not_after as it was.
     """
     states: dict[tuple[str, int], tuple[list[Status], list[datetime]]] = {}
     for draft in drafts:
@@ -147,7 +148,12 @@ def _copy_latest_state(
                 .where(table.c.id == bindparam("source_id"))
                 .values(
                     last_status=bindparam("new_status"),
-                    not_after=bindparam("new_not_after"),
+                    # A scan that obtained no certificate keeps the last
+                    # known not_after: an outage must not hide an expiry.
+                    not_after=func.coalesce(
+                        bindparam("new_not_after", type_=table.c.not_after.type),
+                        table.c.not_after,
+                    ),
                 ),
                 rows,
             )
