@@ -1095,3 +1095,11 @@ def test_check_many_endpoints_through_python_m(
     assert document["counts"]["ok"] == 1
     assert document["counts"]["critical"] == 69
     assert completed.returncode == 2, completed.stderr
+
+
+def test_check_empty_argument_is_no_path() -> None:
+    # An unset shell variable must not check the current folder.
+    result = invoke("")
+
+    assert result.exit_code == 3
+    assert "Empty target: give a host name, address or URL." in result.output

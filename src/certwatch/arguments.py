@@ -54,7 +54,9 @@ CERTIFICATE_SUFFIXES = (".pem", ".crt", ".cer", ".der", ".p7b", ".p7c", ".p12", 
 
 def looks_like_path(text: str) -> bool:
     """Tell whether an argument names a certificate file or folder."""
-    if "://" in text:
+    if "://" in text or not text.strip():
+        # An empty argument (an unset shell variable) is no path: as one it
+        # would name the current folder.
         return False
     # A host name never contains a slash, so `certs/site.pem` is a path too.
     if "/" in text or text.startswith("~"):

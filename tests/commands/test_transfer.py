@@ -316,13 +316,19 @@ def test_import_csv_odd_cells_listed(
 def test_export_csv_guards_formulas_and_round_trips(
     certwatch: Certwatch, other_certwatch: Certwatch, tmp_path: Path
 ) -> None:
-    notes = ['=HYPERLINK("http://evil.example","x")', "=kept", "'two", "'plain"]
+    notes = [
+        '=HYPERLINK("http://evil.example","x")',
+        "=kept",
+        "'two",
+        "'plain",
+        "line\rnext",
+    ]
     document = json.loads(_json_export_with(team="=cmd", tags=["+x", "-y", "@z"]))
     template = document["endpoints"][0]
     document["endpoints"] = [
         {
             **template,
-            "target": f"n{i}.example.test",
+            "target": f"=n{i}.example.test" if i == 0 else f"n{i}.example.test",
             "host": f"n{i}.example.test",
             "server_name": f"n{i}.example.test",
             "notes": note,
@@ -337,6 +343,8 @@ def test_export_csv_guards_formulas_and_round_trips(
 
     assert ",=cmd," not in exported
     assert ",'=cmd,'+x;-y;@z," in exported
+    assert "\n=n0" not in exported
+    assert "\n'=n0.example.test," in exported
     again = write(tmp_path, exported, name="again.csv")
     assert other_certwatch("import", str(again)).exit_code == 0
     assert other_certwatch("export", "--format", "csv").stdout == exported

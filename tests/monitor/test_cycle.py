@@ -22,7 +22,7 @@ from tests.monitor.helpers import (
 )
 from tests.servers import LocalServer, Mode, closed_port
 
-from certwatch.monitor.cycle import Selection, run_cycle
+from certwatch.monitor.cycle import Selection, _loggable, run_cycle
 from certwatch.probe.model import ErrorReason
 from certwatch.probe.resolve import StaticResolver
 from certwatch.result import Status
@@ -373,3 +373,12 @@ def test_run_cycle_keeps_batch_when_source_removed(
         count = session.scalar(select(func.count()).select_from(ObservationRow))
     assert len(kept) == 1
     assert count == 1
+
+
+def test_scan_log_escapes_control_characters() -> None:
+    forged = "www.example.test\n2026-12-04 INFO scanned endpoint 9: ok\x1b[2K"
+
+    assert _loggable(forged) == (
+        "www.example.test\\n2026-12-04 INFO scanned endpoint 9: ok\\x1b[2K"
+    )
+    assert _loggable("plain text") == "plain text"

@@ -8,6 +8,8 @@ STARTTLS, one that refuses it, and endless data. The servers come from
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -458,3 +460,63 @@ def test_excerpt_shortens_long_replies() -> None:
 
     assert len(text) == 302
     assert text.endswith("...'")
+
+
+# A DOCTYPE hidden from a byte search: UTF-16, or split over several writes.
+_HOSTILE_HEADER = (
+    "<?xml version='1.0'?><!DOCTYPE s [<!ENTITY a 'aaaaaaaaaa'>"
+    "<!ENTITY b '&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;'>]>"
+    "<stream:stream xmlns='jabber:client' "
+    "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"
+    "<stream:features>&b;</stream:features>"
+)
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        pytest.param([_HOSTILE_HEADER.encode("utf-16")], id="utf-16"),
+        pytest.param(
+            [b"<?xml version='1.0'?>", b"<!D", b"OC", _HOSTILE_HEADER[26:].encode()],
+            id="split-in-three",
+        ),
+    ],
+)
+async def test_starttls_xmpp_rejects_document_type(chunks: list[bytes]) -> None:
+    finished = asyncio.Event()
+
+    async def handle(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        try:
+            await reader.read(4096)
+            for chunk in chunks:
+                writer.write(chunk)
+                await writer.drain()
+                await asyncio.sleep(0.01)
+            await reader.read(4096)
+        except ConnectionError:
+            pass  # the probe hung up, as it should
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+            finished.set()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        endpoint = parse_target(f"xmpp://127.0.0.1:{port}")
+        result = await probe_address(endpoint, "127.0.0.1", SETTINGS)
+        await asyncio.wait_for(finished.wait(), timeout=5)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+    assert result.error is not None
+    assert result.error.reason is ErrorReason.STARTTLS_FAILED
+    assert result.chain == ()
+    assert (
+        "document type declaration" in result.error.message
+        or "not well-formed" in result.error.message
+    )

@@ -258,3 +258,19 @@ def test_print_table_control_characters_escaped() -> None:
     assert "\x1b" not in output
     assert "\x07" not in output
     assert "evil\\x1b]0;pwned\\x07.example.test" in output
+
+
+def test_print_table_bidirectional_controls_escaped() -> None:
+    leaf = _facts("gpj.\u202eevil.example.test", 10)
+    report = ChainReport(
+        leaf=leaf, chain=(leaf,), findings=(), valid_path=None, days_left=10
+    )
+    result = Result(target="evil.example.test", status=Status.OK, report=report)
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=300, color_system=None)
+
+    print_table([result], console)
+
+    output = buffer.getvalue()
+    assert "\u202e" not in output
+    assert "gpj.\\u202eevil.example.test" in output

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7, pkcs12
 
+from certwatch.sources import files
 from certwatch.sources.files import (
     MAX_FILE_BYTES,
     FileProblem,
@@ -644,11 +646,12 @@ def test_read_path_permission_denied_reading(
     # which covers the message when the tests run as root.
     path = write(tmp_path / "a.pem", pem_block("CERTIFICATE", ders[0]))
 
-    def deny(self: Path, *args: object, **kwargs: object) -> None:
-        raise PermissionError(13, "Permission denied", str(self))
+    def deny(name: object, *args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", str(name))
 
-    monkeypatch.setattr(Path, "open", deny)
-    results = read_path(path)
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "open", deny)
+        results = read_path(path)
 
     assert results == [
         FileProblem(
@@ -711,3 +714,16 @@ def test_read_path_nul_byte_is_problem() -> None:
     assert len(results) == 1
     assert isinstance(results[0], FileProblem)
     assert "contains a NUL byte" in results[0].message
+
+
+def test_read_path_never_blocks_on_a_named_pipe(tmp_path: Path) -> None:
+    # A pipe swapped in after the stat: the read must not wait for a writer.
+    pipe = tmp_path / "site.pem"
+    os.mkfifo(pipe)
+    seen_as_file = os.stat_result((stat.S_IFREG | 0o644, *os.stat(pipe)[1:]))
+
+    problems = files._read_entry(pipe, seen_as_file, None)
+
+    [problem] = problems
+    assert isinstance(problem, FileProblem)
+    assert "is not a regular file or folder" in problem.message

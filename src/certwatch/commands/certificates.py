@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.orm import Session
 
-from certwatch.commands.listing import DEFAULT_LIMIT
+from certwatch.commands.listing import DEFAULT_LIMIT, MAX_LIMIT
 from certwatch.commands.output import (
     INVENTORY_SCHEMA_VERSION,
     certificate_document,
@@ -90,7 +90,7 @@ class PlacedCertificate:
 )
 @click.option(
     "--limit",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=MAX_LIMIT),
     default=DEFAULT_LIMIT,
     show_default=True,
     help="Print at most this many, soonest expiry first; 0 prints all.",

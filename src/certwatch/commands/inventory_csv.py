@@ -361,13 +361,15 @@ def write_inventory_csv(
     Raises:
         CsvError: a tag contains the tag separator, which CSV cannot carry.
     """
-    writer = csv.writer(out, lineterminator="\n")
+    # A lone carriage return inside a note must be quoted too, and the csv
+    # module quotes only the characters of its line terminator.
+    writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(COLUMNS)
     for record in endpoints:
         endpoint = record.endpoint
         writer.writerow(
             [
-                endpoint.target,
+                _guarded(endpoint.target),
                 endpoint.host,
                 endpoint.port,
                 endpoint.protocol,
@@ -378,7 +380,8 @@ def write_inventory_csv(
             ]
         )
     for file_record in file_sources:
-        writer.writerow([*[""] * 6, file_record.path, *_settings_cells(file_record)])
+        path = _guarded(file_record.path)
+        writer.writerow([*[""] * 6, path, *_settings_cells(file_record)])
 
 
 def _sni_cell(endpoint: Endpoint) -> str:
@@ -409,7 +412,7 @@ def _settings_cells(record: EndpointRecord | FileSourceRecord) -> list[str]:
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 # The free-text columns that export guards and import unguards.
-_GUARDED_COLUMNS = ("team", "tags", "notes")
+_GUARDED_COLUMNS = ("target", "path", "team", "tags", "notes")
 
 
 def _guarded(text: str) -> str:

@@ -50,6 +50,9 @@ from certwatch.x509.model import Finding
 DEFAULT_LIMIT = 100
 """The number of sources `certwatch list` prints without `--limit`."""
 
+MAX_LIMIT = 100_000_000
+"""The largest `--limit`; larger numbers overflow the databases' integers."""
+
 STATUS_CHOICES = [status.value for status in Status]
 
 
@@ -116,7 +119,7 @@ class Listing:
 )
 @click.option(
     "--limit",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=MAX_LIMIT),
     default=DEFAULT_LIMIT,
     show_default=True,
     help="Print at most this many, soonest expiry first; 0 prints all.",

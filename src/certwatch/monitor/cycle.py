@@ -530,4 +530,15 @@ def _log_scan(source: str, scan: CompletedScan) -> None:
             parts.append(
                 f"{result.place} {result.status}, {result.days_left} days left"
             )
-    logger.info("scanned %s: %s", source, "; ".join(parts) or "nothing found")
+    logger.info(
+        "scanned %s: %s",
+        _loggable(source),
+        _loggable("; ".join(parts)) or "nothing found",
+    )
+
+
+def _loggable(text: str) -> str:
+    """Escape control characters, so a target cannot forge or hide log lines."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -9,7 +9,9 @@ features. When they contain `<starttls/>` in the TLS namespace, it sends
 
 from __future__ import annotations
 
-from xml.etree.ElementTree import Element, ParseError, XMLPullParser
+from collections import deque
+from xml.etree.ElementTree import Element
+from xml.parsers import expat
 from xml.sax.saxutils import quoteattr
 
 from certwatch.probe.dialogue import (
@@ -89,21 +91,32 @@ async def _negotiate(stream: PlainStream, endpoint: Endpoint, namespace: str) ->
 
 
 class _StreamReader:
-    """Parse the server's stream as it arrives, one top-level element at a time."""
+    """Parse the server's stream as it arrives, one top-level element at a time.
+
+    The parser reads UTF-8 whatever the stream declares, as RFC 6120
+    requires, and stops at any document type declaration, which XMPP
+    forbids: entity definitions never reach it, however the declaration is
+    encoded or split across reads.
+    """
 
     def __init__(self, stream: PlainStream) -> None:
         self._stream = stream
-        self._parser: XMLPullParser[Element] = XMLPullParser(events=("start", "end"))
+        self._parser = expat.ParserCreate("UTF-8", "}")
+        self._parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+        self._parser.StartElementHandler = self._start
+        self._parser.EndElementHandler = self._end
+        self._parser.StartDoctypeDeclHandler = self._doctype
+        self._parser.EntityDeclHandler = self._entity
+        self._events: deque[tuple[str, Element]] = deque()
+        self._open: list[Element] = []
         self._depth = 0
-        self._tail = b""
 
     async def read_stream_header(self) -> None:
         """Read the server's `<stream:stream>` start tag."""
         event, element = await self._next_event()
         if event != "start" or element.tag != _STREAM:
             raise DialogueFailed(
-                f"the server sent <{_local_name(element.tag)}> instead of an XMPP "
-                "stream header"
+                f"the server sent <{_name(element)}> instead of an XMPP stream header"
             )
 
     async def read_element(self) -> Element:
@@ -123,31 +136,47 @@ class _StreamReader:
                 )
 
     async def _next_event(self) -> tuple[str, Element]:
-        while True:
+        while not self._events:
+            data = await self._stream.read_some()
             try:
-                for item in self._parser.read_events():
-                    # Only start and end events were requested, and both
-                    # carry an element.
-                    event, element = item[0], item[-1]
-                    assert isinstance(element, Element)
-                    self._depth += 1 if event == "start" else -1
-                    return event, element
-            except ParseError as exc:
+                self._parser.Parse(data, False)
+            except expat.ExpatError as exc:
                 raise DialogueFailed(
-                    f"the server sent XML that is not well-formed ({exc}) while "
-                    f"the probe waited for {self._stream.step}"
+                    f"the server sent XML that is not well-formed "
+                    f"({expat.ErrorString(exc.code)}) while the probe waited for "
+                    f"{self._stream.step}"
                 ) from None
-            self._feed(await self._stream.read_some())
+        event, element = self._events.popleft()
+        self._depth += 1 if event == "start" else -1
+        return event, element
 
-    def _feed(self, data: bytes) -> None:
-        # XMPP forbids document type declarations (RFC 6120),
-        # and refusing them keeps entity definitions out of the parser.
-        if b"<!DOCTYPE" in self._tail + data:
-            raise DialogueFailed(
-                "the server sent a document type declaration, which XMPP forbids"
-            )
-        self._tail = data[-8:]
-        self._parser.feed(data)
+    def _start(self, name: str, attributes: dict[str, str]) -> None:
+        element = Element(_tag(name), attributes)
+        if self._open:
+            self._open[-1].append(element)
+        self._open.append(element)
+        self._events.append(("start", element))
+
+    def _end(self, name: str) -> None:
+        self._events.append(("end", self._open.pop()))
+
+    def _doctype(self, *_: object) -> None:
+        raise DialogueFailed(
+            "the server sent a document type declaration, which XMPP forbids"
+        )
+
+    def _entity(self, *_: object) -> None:
+        raise DialogueFailed("the server declared an XML entity, which XMPP forbids")
+
+
+def _tag(name: str) -> str:
+    """Write expat's `namespace}local` name as ElementTree's `{namespace}local`."""
+    return "{" + name if "}" in name else name
+
+
+def _name(element: Element) -> str:
+    """Return an element's local name, quoted and shortened for messages."""
+    return excerpt(_local_name(element.tag)).strip("'\"")
 
 
 def _unexpected(element: Element, expected: str) -> DialogueError:
@@ -162,9 +191,7 @@ def _unexpected(element: Element, expected: str) -> DialogueError:
         return StarttlsRefused(
             f"the server ended the XMPP stream with the error {excerpt(condition)}"
         )
-    return DialogueFailed(
-        f"the server sent <{_local_name(element.tag)}> instead of {expected}"
-    )
+    return DialogueFailed(f"the server sent <{_name(element)}> instead of {expected}")
 
 
 def _local_name(tag: str) -> str:

@@ -123,8 +123,11 @@ def _print_details(result: Result, console: Console) -> None:
 
 
 # C0 and C1 control characters and DEL, which a certificate or file name can
-# carry to move the cursor, clear the screen or retitle the terminal.
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# carry to move the cursor, clear the screen or retitle the terminal, and the
+# bidirectional controls, which can make a name read backwards.
+_CONTROL_CHARACTERS = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
 
 
 def plain_text(text: str, style: str = "") -> Text:

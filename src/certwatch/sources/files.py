@@ -192,12 +192,27 @@ def _read_entry(
 
 
 def _read_capped(path: Path) -> bytes | FileProblem:
-    """Read at most `MAX_FILE_BYTES` from a file, or describe why not."""
+    """Read at most `MAX_FILE_BYTES` from a file, or describe why not.
+
+    The file is opened without blocking and must still be a regular file
+    once open: a named pipe swapped in after the stat would otherwise block
+    the read, and the scan with it, for good.
+    """
     try:
-        with path.open("rb") as stream:
-            data = stream.read(MAX_FILE_BYTES + 1)
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         return _read_problem(path, exc)
+    with os.fdopen(descriptor, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            return FileProblem(
+                str(path),
+                f"{str(path)!r} is not a regular file or folder: point certwatch "
+                "at certificate files.",
+            )
+        try:
+            data = stream.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            return _read_problem(path, exc)
 
     if len(data) > MAX_FILE_BYTES:
         limit_mib = MAX_FILE_BYTES // (1024 * 1024)
