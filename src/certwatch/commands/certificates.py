@@ -278,9 +278,16 @@ def _nothing_found(session: Session, search: _Search) -> str:
     for name in search.names:
         seen.extend(deployment_history(session, name=name))
     if not seen:
+        digits = search.text.strip().replace(":", "").lower()
+        hint = ""
+        if _HEX.fullmatch(digits) and len(digits) < MIN_FINGERPRINT_DIGITS:
+            hint = (
+                f" A fingerprint prefix needs at least {MIN_FINGERPRINT_DIGITS} "
+                "hex digits."
+            )
         return (
             f"No certificate for {search.text!r} was ever seen: add the endpoint "
-            "or file that serves it with 'certwatch add'."
+            f"or file that serves it with 'certwatch add'.{hint}"
         )
     last = max(seen, key=lambda d: d.last_seen_at)
     return (
