@@ -32,7 +32,8 @@ POSTGRES_USERS = ("postgres", "root")
 _DATA_TABLES = (
     "findings, observation_certificates, observations, certificate_names, "
     "certificates, endpoint_tags, file_source_tags, endpoints, file_sources, "
-    "certificate_changes, outbox, alert_thresholds, alerts, contacts"
+    "certificate_changes, outbox, alert_thresholds, alerts, contacts, "
+    "team_calendars"
 )
 
 
@@ -150,6 +151,9 @@ def _emptied(url: str) -> str:
             connection.exec_driver_sql(
                 "UPDATE teams SET reminder_schedule = NULL, "
                 "escalate_after_seconds = NULL, digest_sent_at = NULL"
+            )
+            connection.exec_driver_sql(
+                "UPDATE monitor_heartbeats SET last_cycle_at = NULL"
             )
     finally:
         engine.dispose()

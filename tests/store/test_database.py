@@ -28,6 +28,7 @@ TABLES = {
     "alert_thresholds",
     "alerts",
     "contacts",
+    "monitor_heartbeats",
     "outbox",
     "certificate_changes",
     "certificate_names",
@@ -39,6 +40,7 @@ TABLES = {
     "findings",
     "observation_certificates",
     "observations",
+    "team_calendars",
     "teams",
 }
 
@@ -124,7 +126,7 @@ def test_upgrade_empty_database(empty_database_url: str) -> None:
         with Session(engine) as session:
             teams = session.execute(select(TeamRow.name, TeamRow.created_at)).all()
             version = session.execute(text("SELECT version_num FROM alembic_version"))
-            assert version.scalar_one() == "0004"
+            assert version.scalar_one() == "0005"
     finally:
         engine.dispose()
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import click
 
-from certwatch.commands.alerting import ALERTING_COMMANDS
+from certwatch.commands.alerting import ALERTING_COMMANDS, team_group
 from certwatch.commands.certificates import certificates_command, where_command
 from certwatch.commands.history import history_command
 from certwatch.commands.inventory import add_command, remove_command
 from certwatch.commands.listing import list_command
 from certwatch.commands.transfer import export_command, import_command
+from certwatch.commands.web import team_calendar_command
 
 INVENTORY_COMMANDS = (
     add_command,
@@ -26,6 +27,8 @@ INVENTORY_COMMANDS = (
 
 def register_inventory_commands(group: click.Group) -> None:
     """Add `add`, `remove`, `list`, `import`, `export`, `certificates`,
-    `where` and `history` to `group`, and the alerting commands."""
+    `where` and `history` to `group`, and the alerting commands, with
+    `calendar` in the `team` group."""
+    team_group.add_command(team_calendar_command)
     for command in INVENTORY_COMMANDS:
         group.add_command(command)

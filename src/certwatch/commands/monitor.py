@@ -42,7 +42,6 @@ from certwatch.monitor.cycle import (
     run_cycle,
 )
 from certwatch.monitor.serve import SqliteFileWatch
-from certwatch.monitor.serve import serve as serve_forever
 from certwatch.monitor.settings import MonitorSettings, SettingsError, load_settings
 from certwatch.probe.model import ProbeSettings
 from certwatch.report.console import stdout_console
@@ -53,6 +52,9 @@ from certwatch.store.leases import enabled_source_ids
 from certwatch.store.models import FileSourceRow
 from certwatch.store.observations import CompletedScan
 from certwatch.truststore import load_roots
+from certwatch.web.heartbeat import record_cycle_completed
+from certwatch.web.server import WebServerError, run_web_and_monitor
+from certwatch.web.settings import WebSettingsError, load_web_settings
 from certwatch.x509.expiry import parse_thresholds
 from certwatch.x509.model import AnalysisPolicy
 
@@ -239,6 +241,10 @@ def run_command(once: bool, **values: Any) -> None:
     _one_line_per_scan()
     with open_store() as sessions, _database_failures():
         report = run_cycle(sessions, now_fn=utc_now, settings=settings, policy=policy)
+        with sessions() as session, session.begin():
+            # /healthz and the metrics tell a monitor run by cron from a
+            # stopped one by this time.
+            record_cycle_completed(session, now=utc_now())
         click.echo(_summary(report), err=True)
         alerted = alerting(sessions)
     click.echo(_alert_summary(alerted), err=True)
@@ -264,12 +270,18 @@ def serve_command(**values: Any) -> None:
         root.setLevel(logging.INFO)
     _one_line_per_scan()
 
+    try:
+        web = load_web_settings()
+    except WebSettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+
     stop = threading.Event()
     with open_store() as sessions, _stop_on_signals(stop):
         watch = _sqlite_file_watch()
         try:
-            serve_forever(
+            run_web_and_monitor(
                 sessions,
+                web=web,
                 now_fn=utc_now,
                 settings=settings,
                 policy=policy,
@@ -279,6 +291,8 @@ def serve_command(**values: Any) -> None:
             )
         except StoreError as exc:
             raise click.ClickException(f"The monitor stopped: {exc}.") from exc
+        except WebServerError as exc:
+            raise click.ClickException(str(exc)) from exc
 
 
 def _alerting(

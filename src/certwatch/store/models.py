@@ -430,3 +430,32 @@ class OutboxRow(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     failed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class TeamCalendarRow(Base):
+    """The secret calendar feed of a team, stored as the SHA-256 of its token.
+
+    The token itself is shown once, when it is made, and never stored, so
+    a copy of the database does not reveal the feed URLs.
+    """
+
+    __tablename__ = "team_calendars"
+
+    team_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True
+    )
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class MonitorHeartbeatRow(Base):
+    """When a monitor last completed a cycle, `None` before the first one.
+
+    The migration creates the row `monitor`, which `certwatch serve`
+    updates after each cycle, also when no source was due.
+    """
+
+    __tablename__ = "monitor_heartbeats"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    last_cycle_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

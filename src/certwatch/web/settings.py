@@ -1,0 +1,157 @@
+"""The settings of the web service, read once from the environment at start-up."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from certwatch.errors import CertwatchError
+
+HOST_VARIABLE = "CERTWATCH_WEB_HOST"
+PORT_VARIABLE = "CERTWATCH_WEB_PORT"
+TOKEN_VARIABLE = "CERTWATCH_METRICS_TOKEN"
+DISABLED_VARIABLE = "CERTWATCH_WEB_DISABLED"
+PUBLIC_URL_VARIABLE = "CERTWATCH_WEB_PUBLIC_URL"
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+
+# A shorter metrics token could be guessed by trying; 16 characters of
+# `openssl rand -hex 16` or similar give 64 bits or more.
+MIN_TOKEN_LENGTH = 16
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
+_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+# Visible ASCII only, because the token travels in an HTTP header.
+_TOKEN_CHARACTERS = re.compile(r"[\x21-\x7e]+")
+
+
+class WebSettingsError(CertwatchError, ValueError):
+    """A web setting in the environment that is invalid; the message names it."""
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """The web service's listening address and the access rule of `/metrics`.
+
+    `metrics_token` is `None` when `/metrics` is served to loopback clients
+    only. `public_url` is the address users reach the service at, used in
+    the calendar URLs that certwatch prints; `None` means the listening
+    address. `port` 0 lets the system pick a free port.
+    """
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    metrics_token: str | None = None
+    disabled: bool = False
+    public_url: str | None = None
+
+    def base_url(self) -> str:
+        """Return the URL that printed links start with, without a final `/`."""
+        if self.public_url is not None:
+            return self.public_url.rstrip("/")
+        return http_url(self.host, self.port)
+
+
+def http_url(host: str, port: int) -> str:
+    """Return the `http://` URL of a host and port, with IPv6 in brackets."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+def load_web_settings(environ: Mapping[str, str] = os.environ) -> WebSettings:
+    """Read the web settings from the environment, with defaults for the unset.
+
+    Raises:
+        WebSettingsError: a variable is invalid; the message names it.
+    """
+    return WebSettings(
+        host=_host(environ.get(HOST_VARIABLE)),
+        port=_port(environ.get(PORT_VARIABLE)),
+        metrics_token=_token(environ.get(TOKEN_VARIABLE)),
+        disabled=_flag(environ.get(DISABLED_VARIABLE)),
+        public_url=_public_url(environ.get(PUBLIC_URL_VARIABLE)),
+    )
+
+
+def _host(text: str | None) -> str:
+    if text is None:
+        return DEFAULT_HOST
+    host = text.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    labels = host.removesuffix(".").split(".")
+    if len(host) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise WebSettingsError(
+            f"{HOST_VARIABLE}={text!r} is not an IP address or host name: set it "
+            f"to the address to listen on, such as {DEFAULT_HOST} or 0.0.0.0."
+        )
+    return host
+
+
+def _port(text: str | None) -> int:
+    if text is None:
+        return DEFAULT_PORT
+    try:
+        port = int(text.strip())
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise WebSettingsError(
+            f"{PORT_VARIABLE}={text!r} is not a port number: set it to a number "
+            f"from 1 to 65535, such as {DEFAULT_PORT}, or 0 for any free port."
+        )
+    return port
+
+
+def _token(text: str | None) -> str | None:
+    if text is None:
+        return None
+    if len(text) < MIN_TOKEN_LENGTH or not _TOKEN_CHARACTERS.fullmatch(text):
+        # The value itself is a secret and is left out of the message.
+        raise WebSettingsError(
+            f"{TOKEN_VARIABLE} is invalid: set it to at least {MIN_TOKEN_LENGTH} "
+            "visible ASCII characters without spaces (such as the output of "
+            f"'openssl rand -hex 16'), or unset it to serve /metrics to this "
+            "machine only."
+        )
+    return text
+
+
+def _flag(text: str | None) -> bool:
+    value = (text or "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise WebSettingsError(
+        f"{DISABLED_VARIABLE}={text!r} is not a yes or no: set it to 1 to run "
+        "the monitor without the web service, or to 0 or nothing to run both."
+    )
+
+
+def _public_url(text: str | None) -> str | None:
+    if text is None or not text.strip():
+        return None
+    url = text.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise WebSettingsError(
+            f"{PUBLIC_URL_VARIABLE}={text!r} is not an http or https URL: set it "
+            "to the address users open, such as https://certwatch.example.test."
+        )
+    if parts.query or parts.fragment:
+        raise WebSettingsError(
+            f"{PUBLIC_URL_VARIABLE}={text!r} has a query or fragment: give only "
+            "the scheme, host and optional path prefix."
+        )
+    return url
