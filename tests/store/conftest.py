@@ -33,7 +33,7 @@ _DATA_TABLES = (
     "findings, observation_certificates, observations, certificate_names, "
     "certificates, endpoint_tags, file_source_tags, endpoints, file_sources, "
     "certificate_changes, outbox, alert_thresholds, alerts, contacts, "
-    "team_calendars"
+    "team_calendars, invitations, memberships, sessions, users"
 )
 
 

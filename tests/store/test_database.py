@@ -30,6 +30,7 @@ TABLES = {
     "contacts",
     "monitor_heartbeats",
     "outbox",
+    "sessions",
     "certificate_changes",
     "certificate_names",
     "certificates",
@@ -38,10 +39,13 @@ TABLES = {
     "file_source_tags",
     "file_sources",
     "findings",
+    "invitations",
+    "memberships",
     "observation_certificates",
     "observations",
     "team_calendars",
     "teams",
+    "users",
 }
 
 
@@ -126,7 +130,7 @@ def test_upgrade_empty_database(empty_database_url: str) -> None:
         with Session(engine) as session:
             teams = session.execute(select(TeamRow.name, TeamRow.created_at)).all()
             version = session.execute(text("SELECT version_num FROM alembic_version"))
-            assert version.scalar_one() == "0005"
+            assert version.scalar_one() == "0006"
     finally:
         engine.dispose()
 

@@ -459,3 +459,98 @@ class MonitorHeartbeatRow(Base):
 
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     last_cycle_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+ROLES = ("owner", "member", "viewer")
+"""The roles of a team member, from the most to the least allowed."""
+
+_ROLE_CHECK = "role IN ('owner', 'member', 'viewer')"
+
+
+class UserRow(Base):
+    """An account of the web service, identified by its email address.
+
+    `email` is lower case. `password_hash` is an argon2 hash in its
+    encoded form, parameters included. `failed_logins` counts the failed
+    logins since `first_failed_at`; when they reach the limit,
+    `locked_until` blocks logins until that time.
+    """
+
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint("email = lower(email)", name="email_lower"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(Text)
+    is_admin: Mapped[bool] = mapped_column(Boolean)
+    email_verified_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    failed_logins: Mapped[int] = mapped_column(Integer)
+    first_failed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class SessionRow(Base):
+    """A login session, stored as the SHA-256 of the token in its cookie.
+
+    `csrf_secret` is random and keyed into the CSRF tokens of the forms
+    that the session's pages carry.
+    """
+
+    __tablename__ = "sessions"
+    __table_args__ = (Index(None, "user_id"), Index(None, "expires_at"))
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("users.id", ondelete="CASCADE")
+    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    csrf_secret: Mapped[str] = mapped_column(String(64))
+
+
+class MembershipRow(Base):
+    """The role of one user in one team: `owner`, `member` or `viewer`."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (
+        Index(None, "team_id"),
+        CheckConstraint(_ROLE_CHECK, name="role_known"),
+    )
+
+    user_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    team_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class InvitationRow(Base):
+    """An invitation to join a team with a role, by a link with a secret token.
+
+    Only the token's SHA-256 is stored. `accepted_at` is set once an
+    account used it, and `invited_by` is `None` once that user is deleted.
+    """
+
+    __tablename__ = "invitations"
+    __table_args__ = (
+        Index(None, "team_id"),
+        CheckConstraint(_ROLE_CHECK, name="role_known"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("teams.id", ondelete="CASCADE")
+    )
+    email: Mapped[str] = mapped_column(String(254))
+    role: Mapped[str] = mapped_column(String(20))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    invited_by: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("users.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    accepted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -1,10 +1,11 @@
 """Build the FastAPI application of the web service.
 
 Each area of the service is one router: `pages` (HTML), `health`,
-`metrics` and `calendar_feed`. Later areas (accounts, the JSON API under
-`/api`) are further routers added here. The handlers are plain `def`
-functions over the store's blocking sessions, so FastAPI runs them in its
-thread pool, and a slow query holds a pool thread, not the event loop.
+`metrics`, `calendar_feed`, `accounts` (sign-up, login, logout) and
+`teams`. Later areas (the JSON API under `/api`) are further routers
+added here. The handlers are plain `def` functions over the store's
+blocking sessions, so FastAPI runs them in its thread pool, and a slow
+query holds a pool thread, not the event loop.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.middleware.gzip import GZipMiddleware
 
 from certwatch import __version__
-from certwatch.web import calendar_feed, health, metrics, pages
+from certwatch.web import accounts, calendar_feed, health, metrics, pages, teams
+from certwatch.web.auth import LoginRequired
 from certwatch.web.dependencies import Clock, SessionFactory, WebContext, web_context
 from certwatch.web.settings import WebSettings
 
@@ -58,7 +60,15 @@ def create_app(
         GZipMiddleware, minimum_size=GZIP_MINIMUM_SIZE, compresslevel=GZIP_LEVEL
     )
     app.add_exception_handler(SQLAlchemyError, _database_unavailable)
-    for router in (pages.router, health.router, metrics.router, calendar_feed.router):
+    app.add_exception_handler(LoginRequired, _login_required)
+    for router in (
+        pages.router,
+        health.router,
+        metrics.router,
+        calendar_feed.router,
+        accounts.router,
+        teams.router,
+    ):
         app.include_router(router)
     return app
 
@@ -78,3 +88,8 @@ def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
         {"detail": "The inventory database cannot be read; try again later."},
         status_code=503,
     )
+
+
+def _login_required(request: Request, exc: Exception) -> RedirectResponse:
+    """Send a browser without a valid login session to the login page."""
+    return RedirectResponse("/login", status_code=303)

@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from certwatch.web.ratelimit import AddressLimiter
 from certwatch.web.settings import WebSettings
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class WebContext:
     settings: WebSettings
     now_fn: Clock
     failures: FailureLog = field(default_factory=FailureLog)
+    login_addresses: AddressLimiter = field(default_factory=AddressLimiter)
 
 
 def web_context(request: Request) -> WebContext:

@@ -16,9 +16,13 @@ PORT_VARIABLE = "CERTWATCH_WEB_PORT"
 TOKEN_VARIABLE = "CERTWATCH_METRICS_TOKEN"
 DISABLED_VARIABLE = "CERTWATCH_WEB_DISABLED"
 PUBLIC_URL_VARIABLE = "CERTWATCH_WEB_PUBLIC_URL"
+SIGNUP_VARIABLE = "CERTWATCH_WEB_SIGNUP"
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
+
+SIGNUP_MODES = ("invite", "open")
+"""`invite`: after the first account, sign-up needs an invitation; `open`: anyone."""
 
 # A shorter metrics token could be guessed by trying; 16 characters of
 # `openssl rand -hex 16` or similar give 64 bits or more.
@@ -42,7 +46,8 @@ class WebSettings:
     `metrics_token` is `None` when `/metrics` is served to loopback clients
     only. `public_url` is the address users reach the service at, used in
     the calendar URLs that certwatch prints; `None` means the listening
-    address. `port` 0 lets the system pick a free port.
+    address. `port` 0 lets the system pick a free port. `signup` is one of
+    `SIGNUP_MODES`.
     """
 
     host: str = DEFAULT_HOST
@@ -50,6 +55,7 @@ class WebSettings:
     metrics_token: str | None = None
     disabled: bool = False
     public_url: str | None = None
+    signup: str = "invite"
 
     def base_url(self) -> str:
         """Return the URL that printed links start with, without a final `/`."""
@@ -76,6 +82,7 @@ def load_web_settings(environ: Mapping[str, str] = os.environ) -> WebSettings:
         metrics_token=_token(environ.get(TOKEN_VARIABLE)),
         disabled=_flag(environ.get(DISABLED_VARIABLE)),
         public_url=_public_url(environ.get(PUBLIC_URL_VARIABLE)),
+        signup=_signup(environ.get(SIGNUP_VARIABLE)),
     )
 
 
@@ -155,3 +162,14 @@ def _public_url(text: str | None) -> str | None:
             "the scheme, host and optional path prefix."
         )
     return url
+
+
+def _signup(text: str | None) -> str:
+    mode = (text or "").strip().lower() or SIGNUP_MODES[0]
+    if mode not in SIGNUP_MODES:
+        raise WebSettingsError(
+            f"{SIGNUP_VARIABLE}={text!r} is not a sign-up mode: set it to invite "
+            "(the default: new accounts need an invitation) or open (anyone can "
+            "sign up)."
+        )
+    return mode

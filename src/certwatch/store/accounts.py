@@ -1,0 +1,352 @@
+"""Accounts of the web service: users, login sessions, memberships, invitations.
+
+Login sessions and invitations are identified by random tokens that only
+their holder has. The store keeps the SHA-256 of each token, which is
+enough because the tokens are too long to guess, so a copy of the database
+lets nobody log in or join a team. The caller commits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from certwatch.store.errors import StoreError
+from certwatch.store.models import (
+    DEFAULT_TEAM,
+    ROLES,
+    InvitationRow,
+    MembershipRow,
+    SessionRow,
+    TeamRow,
+    UserRow,
+)
+
+TOKEN_BYTES = 32
+
+
+class AccountError(StoreError):
+    """An account request that the store rejects, such as a taken email address."""
+
+
+@dataclass(frozen=True)
+class User:
+    """An account. `locked_until` is `None` unless failed logins locked it."""
+
+    id: int
+    email: str
+    password_hash: str
+    is_admin: bool
+    locked_until: datetime | None
+
+
+@dataclass(frozen=True)
+class LoginSession:
+    """A valid login session with its user."""
+
+    token_sha256: str
+    user_id: int
+    email: str
+    is_admin: bool
+    csrf_secret: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class TeamMembership:
+    """A team of a user, with the user's role in it."""
+
+    team_id: int
+    team: str
+    role: str
+
+
+@dataclass(frozen=True)
+class Member:
+    """A member of a team."""
+
+    user_id: int
+    email: str
+    role: str
+
+
+@dataclass(frozen=True)
+class Invitation:
+    """An invitation that can still be accepted."""
+
+    id: int
+    team_id: int
+    team: str
+    email: str
+    role: str
+    expires_at: datetime
+
+
+def token_sha256(token: str) -> str:
+    """Return the hex SHA-256 that the store keeps of a session or invitation token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def normalize_email(email: str) -> str:
+    """Return the address as the store keeps it: without outer spaces, lower case."""
+    return email.strip().lower()
+
+
+def count_users(session: Session) -> int:
+    """Return the number of accounts."""
+    return session.scalar(select(func.count()).select_from(UserRow)) or 0
+
+
+def create_user(
+    session: Session, email: str, password_hash: str, *, now: datetime
+) -> User:
+    """Store a new account; the first account becomes administrator.
+
+    The first account is also made owner of the default team. The default
+    team's row is locked first (on PostgreSQL), so that of two sign-ups at
+    the same moment only one can see no account and become administrator.
+
+    Raises:
+        AccountError: an account with this email address exists.
+    """
+    address = normalize_email(email)
+    default_team = session.scalar(
+        select(TeamRow.id).where(TeamRow.name == DEFAULT_TEAM).with_for_update()
+    )
+    if session.scalar(select(UserRow.id).where(UserRow.email == address)):
+        raise AccountError(f"An account for {address!r} exists already.")
+    first = count_users(session) == 0
+    row = UserRow(
+        email=address,
+        password_hash=password_hash,
+        is_admin=first,
+        created_at=now,
+        failed_logins=0,
+    )
+    session.add(row)
+    session.flush()
+    if first and default_team is not None:
+        add_membership(session, row.id, default_team, "owner", now=now)
+    return _user(row)
+
+
+def find_user(session: Session, email: str) -> User | None:
+    """Return the account with this email address, in any case, if there is one."""
+    row = session.scalar(select(UserRow).where(UserRow.email == normalize_email(email)))
+    return None if row is None else _user(row)
+
+
+def record_failed_login(
+    session: Session,
+    user_id: int,
+    *,
+    now: datetime,
+    limit: int,
+    window: timedelta,
+    lock_for: timedelta,
+) -> None:
+    """Count a failed login, and lock the account at the `limit`-th within `window`."""
+    row = session.get(UserRow, user_id, with_for_update=True)
+    if row is None:
+        return
+    if row.first_failed_at is None or now - row.first_failed_at >= window:
+        row.failed_logins = 0
+        row.first_failed_at = now
+    row.failed_logins += 1
+    if row.failed_logins >= limit:
+        row.locked_until = now + lock_for
+        row.failed_logins = 0
+        row.first_failed_at = None
+    session.flush()
+
+
+def record_login(
+    session: Session, user_id: int, *, new_password_hash: str | None = None
+) -> None:
+    """Clear the failed logins of an account, and store a rehashed password if given."""
+    values: dict[str, object] = {
+        "failed_logins": 0,
+        "first_failed_at": None,
+        "locked_until": None,
+    }
+    if new_password_hash is not None:
+        values["password_hash"] = new_password_hash
+    session.execute(update(UserRow).where(UserRow.id == user_id).values(**values))
+
+
+def create_session(
+    session: Session, user_id: int, *, now: datetime, lifetime: timedelta
+) -> str:
+    """Store a login session for the user and return its token.
+
+    Expired sessions of every user are deleted on the way, so the table
+    holds only sessions that can still be used.
+    """
+    session.execute(delete(SessionRow).where(SessionRow.expires_at <= now))
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    session.add(
+        SessionRow(
+            id=token_sha256(token),
+            user_id=user_id,
+            created_at=now,
+            expires_at=now + lifetime,
+            csrf_secret=secrets.token_hex(TOKEN_BYTES),
+        )
+    )
+    session.flush()
+    return token
+
+
+def find_session(session: Session, token: str, *, now: datetime) -> LoginSession | None:
+    """Return the login session of a token, `None` when unknown or expired."""
+    found = session.execute(
+        select(SessionRow, UserRow)
+        .join(UserRow, UserRow.id == SessionRow.user_id)
+        .where(SessionRow.id == token_sha256(token), SessionRow.expires_at > now)
+    ).first()
+    if found is None:
+        return None
+    login, user = found
+    return LoginSession(
+        token_sha256=login.id,
+        user_id=user.id,
+        email=user.email,
+        is_admin=user.is_admin,
+        csrf_secret=login.csrf_secret,
+        expires_at=login.expires_at,
+    )
+
+
+def delete_session(session: Session, token_hash: str) -> None:
+    """Delete a login session by the SHA-256 of its token."""
+    session.execute(delete(SessionRow).where(SessionRow.id == token_hash))
+
+
+def add_membership(
+    session: Session, user_id: int, team_id: int, role: str, *, now: datetime
+) -> None:
+    """Make the user a member of the team with `role`, or change the user's role."""
+    _check_role(role)
+    row = session.get(MembershipRow, (user_id, team_id))
+    if row is None:
+        session.add(
+            MembershipRow(user_id=user_id, team_id=team_id, role=role, created_at=now)
+        )
+    else:
+        row.role = role
+    session.flush()
+
+
+def team_role(session: Session, user_id: int, team_id: int) -> str | None:
+    """Return the user's role in the team, `None` when the user is not a member."""
+    return session.scalar(
+        select(MembershipRow.role).where(
+            MembershipRow.user_id == user_id, MembershipRow.team_id == team_id
+        )
+    )
+
+
+def user_teams(session: Session, user_id: int) -> list[TeamMembership]:
+    """Return the teams of a user, by team name."""
+    rows = session.execute(
+        select(TeamRow.id, TeamRow.name, MembershipRow.role)
+        .join(MembershipRow, MembershipRow.team_id == TeamRow.id)
+        .where(MembershipRow.user_id == user_id)
+        .order_by(TeamRow.name)
+    )
+    return [TeamMembership(team_id, name, role) for team_id, name, role in rows]
+
+
+def team_name(session: Session, team_id: int) -> str | None:
+    """Return the name of a team, `None` when there is no such team."""
+    return session.scalar(select(TeamRow.name).where(TeamRow.id == team_id))
+
+
+def team_members(session: Session, team_id: int) -> list[Member]:
+    """Return the members of a team, owners first, then by email address."""
+    rows = session.execute(
+        select(UserRow.id, UserRow.email, MembershipRow.role)
+        .join(MembershipRow, MembershipRow.user_id == UserRow.id)
+        .where(MembershipRow.team_id == team_id)
+    )
+    members = [Member(user_id, email, role) for user_id, email, role in rows]
+    return sorted(members, key=lambda member: (ROLES.index(member.role), member.email))
+
+
+def create_invitation(
+    session: Session,
+    team_id: int,
+    email: str,
+    role: str,
+    *,
+    invited_by: int | None,
+    now: datetime,
+    lifetime: timedelta,
+) -> str:
+    """Store an invitation to the team for an email address and return its token."""
+    _check_role(role)
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    session.add(
+        InvitationRow(
+            team_id=team_id,
+            email=normalize_email(email),
+            role=role,
+            token_sha256=token_sha256(token),
+            invited_by=invited_by,
+            created_at=now,
+            expires_at=now + lifetime,
+        )
+    )
+    session.flush()
+    return token
+
+
+def find_invitation(
+    session: Session, token: str, *, now: datetime
+) -> Invitation | None:
+    """Return the invitation of a token, `None` when unknown, used or expired."""
+    found = session.execute(
+        select(InvitationRow, TeamRow.name)
+        .join(TeamRow, TeamRow.id == InvitationRow.team_id)
+        .where(
+            InvitationRow.token_sha256 == token_sha256(token),
+            InvitationRow.accepted_at.is_(None),
+            InvitationRow.expires_at > now,
+        )
+    ).first()
+    if found is None:
+        return None
+    row, name = found
+    return Invitation(row.id, row.team_id, name, row.email, row.role, row.expires_at)
+
+
+def accept_invitation(
+    session: Session, invitation: Invitation, user_id: int, *, now: datetime
+) -> None:
+    """Mark the invitation used and make the user a member of its team.
+
+    Raises:
+        AccountError: the invitation was accepted meanwhile.
+    """
+    used = session.execute(
+        update(InvitationRow)
+        .where(InvitationRow.id == invitation.id, InvitationRow.accepted_at.is_(None))
+        .values(accepted_at=now)
+    )
+    if used.rowcount != 1:  # type: ignore[attr-defined]
+        raise AccountError("This invitation has been used already.")
+    add_membership(session, user_id, invitation.team_id, invitation.role, now=now)
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise AccountError(f"Unknown role {role!r}: use one of {', '.join(ROLES)}.")
+
+
+def _user(row: UserRow) -> User:
+    return User(row.id, row.email, row.password_hash, row.is_admin, row.locked_until)

@@ -1,0 +1,183 @@
+"""The pages of a user's teams: members, roles and invitations.
+
+A team that the user is not a member of returns 404, as an id that does
+not exist does, so that ids reveal nothing about other teams.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from certwatch.store.accounts import (
+    AccountError,
+    Invitation,
+    LoginSession,
+    accept_invitation,
+    create_invitation,
+    find_invitation,
+    normalize_email,
+    team_members,
+    team_name,
+    user_teams,
+)
+from certwatch.store.models import ROLES
+from certwatch.web.accounts import (
+    INVITATION_INVALID,
+    email_problem,
+    render,
+    render_message,
+)
+from certwatch.web.auth import CurrentUser, FormBody, check_csrf, require_role
+from certwatch.web.dependencies import Context, WebContext
+
+INVITATION_LIFETIME = timedelta(days=7)
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/teams", response_class=HTMLResponse)
+def teams_page(request: Request, context: Context, login: CurrentUser) -> HTMLResponse:
+    """Show the teams of the logged-in user, with the user's role in each."""
+    with context.sessions() as session:
+        teams = user_teams(session, login.user_id)
+    return render(request, context, "teams.html", {"teams": teams}, login=login)
+
+
+@router.get("/teams/{team_id}", response_class=HTMLResponse)
+def team_page(
+    request: Request, context: Context, login: CurrentUser, team_id: int
+) -> HTMLResponse:
+    """Show a team's members, and for owners the invitation form."""
+    return _team_page(request, context, login, team_id, {})
+
+
+@router.post("/teams/{team_id}/invitations", response_class=HTMLResponse)
+def invite(
+    request: Request,
+    context: Context,
+    login: CurrentUser,
+    form: FormBody,
+    team_id: int,
+) -> HTMLResponse:
+    """Make an invitation to the team and show its link; owners only."""
+    check_csrf(request, form, login)
+    email = normalize_email(form.get("email"))
+    role = form.get("role")
+    problem = email_problem(email)
+    if problem is None and role not in ROLES:
+        problem = f"Unknown role {role!r}: choose one of {', '.join(ROLES)}."
+
+    with context.sessions() as session, session.begin():
+        require_role(session, login, team_id, "owner")
+        if problem is not None:
+            token = None
+        else:
+            token = create_invitation(
+                session,
+                team_id,
+                email,
+                role,
+                invited_by=login.user_id,
+                now=context.now_fn(),
+                lifetime=INVITATION_LIFETIME,
+            )
+    if token is None:
+        return _team_page(
+            request, context, login, team_id, {"error": problem}, status_code=400
+        )
+    # NOTE: the link is shown to the owner only; sending it by email is
+    # not built yet.
+    values = {
+        "invitation_url": f"{_base_url(request, context)}/signup?invitation="
+        f"{quote(token)}",
+        "invited_email": email,
+        "invitation_days": INVITATION_LIFETIME.days,
+    }
+    return _team_page(request, context, login, team_id, values)
+
+
+@router.get("/invitations/accept", response_class=HTMLResponse)
+def invitation_page(
+    request: Request, context: Context, login: CurrentUser, invitation: str = ""
+) -> HTMLResponse:
+    """Show the form that accepts an invitation with the logged-in account."""
+    with context.sessions() as session:
+        found = find_invitation(session, invitation, now=context.now_fn())
+    problem = _acceptance_problem(found, login)
+    if problem is not None:
+        return render_message(request, context, login, "Invitation", problem)
+    values = {"invitation": found, "invitation_token": invitation}
+    return render(request, context, "invitation.html", values, login=login)
+
+
+@router.post("/invitations/accept", response_class=HTMLResponse, response_model=None)
+def accept(
+    request: Request, context: Context, login: CurrentUser, form: FormBody
+) -> HTMLResponse | RedirectResponse:
+    """Join the invitation's team with the logged-in account."""
+    check_csrf(request, form, login)
+    now = context.now_fn()
+    try:
+        with context.sessions() as session, session.begin():
+            found = find_invitation(session, form.get("invitation"), now=now)
+            problem = _acceptance_problem(found, login)
+            if found is not None and problem is None:
+                accept_invitation(session, found, login.user_id, now=now)
+    except AccountError:
+        problem = INVITATION_INVALID
+    if found is None or problem is not None:
+        message = problem or INVITATION_INVALID
+        return render_message(request, context, login, "Invitation", message)
+    return RedirectResponse(f"/teams/{found.team_id}", status_code=303)
+
+
+def _acceptance_problem(found: Invitation | None, login: LoginSession) -> str | None:
+    if found is None:
+        return INVITATION_INVALID
+    if found.email != login.email:
+        return (
+            f"This invitation is for {found.email}, and you are logged in as "
+            f"{login.email}: log out, then open the link again."
+        )
+    return None
+
+
+def _team_page(
+    request: Request,
+    context: WebContext,
+    login: LoginSession,
+    team_id: int,
+    extra: dict[str, Any],
+    *,
+    status_code: int = 200,
+) -> HTMLResponse:
+    with context.sessions() as session:
+        role = require_role(session, login, team_id, "viewer")
+        name = team_name(session, team_id)
+        members = team_members(session, team_id)
+    if name is None:
+        raise HTTPException(404, "Not Found")
+    values = {
+        "team_id": team_id,
+        "team": name,
+        "role": role,
+        "members": members,
+        "roles": ROLES,
+        "error": None,
+        **extra,
+    }
+    return render(
+        request, context, "team.html", values, login=login, status_code=status_code
+    )
+
+
+def _base_url(request: Request, context: WebContext) -> str:
+    """Return the URL that links start with: the public URL, else the request's."""
+    if context.settings.public_url is not None:
+        return context.settings.public_url.rstrip("/")
+    return str(request.base_url).rstrip("/")
