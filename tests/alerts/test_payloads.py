@@ -113,7 +113,9 @@ def test_slack_payload_plain_text_only() -> None:
 
     payload = slack_payload(notice)
 
-    assert payload["text"] == "*.example.test: *.example.test is <b>not</b> _valid_"
+    assert payload["text"] == (
+        "*.example.test: *.example.test is &lt;b&gt;not&lt;/b&gt; _valid_"
+    )
     assert [block["type"] for block in payload["blocks"]] == [
         "header",
         "section",
@@ -163,3 +165,24 @@ def test_teams_payload_adaptive_card() -> None:
         "/etc/ssl/site.pem"
     )
     assert body[-1]["text"] == "Team web. Key notice-0001."
+
+
+def test_slack_top_level_text_escapes_markup() -> None:
+    item = NoticeItem(
+        event=EventKind.EXPIRING,
+        severity=Severity.WARNING,
+        names=("<!channel> <https://phish.example|renew now>",),
+        days_left=3,
+    )
+    notice = Notice(
+        key="slack-escape",
+        team="web",
+        event=EventKind.EXPIRING,
+        generated_at=datetime(2027, 1, 1, tzinfo=UTC),
+        items=(item,),
+    )
+
+    text = slack_payload(notice)["text"]
+
+    assert "<!channel>" not in text
+    assert "&lt;!channel&gt;" in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -229,3 +230,43 @@ def test_parse_retry_after_forms() -> None:
     assert parse_retry_after("Sun, 03 Jan 2027 11:00:00 GMT", now) == timedelta(0)
     assert parse_retry_after("soon") is None
     assert parse_retry_after("-5") is None
+
+
+async def test_webhook_endless_body_is_cut_short() -> None:
+    # A receiver that answers 200 and then sends without end must neither
+    # hold the delivery nor fill the memory.
+    sent = 0
+
+    async def handle(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        nonlocal sent
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n")
+        chunk = b"x" * 65536
+        try:
+            while sent < 256 * 1024 * 1024:
+                writer.write(chunk)
+                await writer.drain()
+                sent += len(chunk)
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        contact = parse_contact(f"webhook:http://127.0.0.1:{port}/hook")
+        outcome = await deliver(contact, make_notice(), FAST)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+    assert outcome.delivered, outcome.reason
+    # The client stopped reading long before the receiver ran out.
+    assert sent < 256 * 1024 * 1024
+
+
+def test_retry_after_huge_number_is_capped() -> None:
+    assert parse_retry_after("9" * 23) == timedelta(days=1)

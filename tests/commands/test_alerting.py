@@ -560,3 +560,14 @@ def test_alerts_ack_errors(certwatch: Certwatch) -> None:
     )
     assert bare.exit_code == 1
     assert "no reminder threshold recorded yet: give --until DATE" in bare.output
+
+
+def test_alerts_ack_out_of_range_values(certwatch: Certwatch) -> None:
+    huge_id = certwatch("alerts", "ack", "9" * 23)
+    far_time = certwatch("alerts", "ack", "1", "--until", "9999-12-31T23:59:59-23:59")
+
+    assert huge_id.exit_code == 2
+    assert "is not in the range" in huge_id.output
+    assert far_time.exit_code == 2
+    assert "give a time before the year 9999" in far_time.output
+    assert "Traceback" not in huge_id.output + far_time.output

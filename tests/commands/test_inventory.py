@@ -509,3 +509,19 @@ def test_relative_sqlite_path_warns(
         outcome.stderr
     )
     assert "sqlite:////store/x.db" in outcome.stderr
+
+
+def test_add_to_new_team_warns_and_rejects_control_characters(
+    certwatch: Certwatch, tmp_path: Path
+) -> None:
+    certificate_file = tmp_path / "site.pem"
+    certificate_file.write_bytes(ROOT.pem)
+
+    created = certwatch("add", str(certificate_file), "--team", "webx")
+    again = certwatch("add", str(certificate_file), "--team", "webx")
+    broken = certwatch("add", str(certificate_file), "--team", "web\nops")
+
+    assert "Warning: created team 'webx', which has no contacts" in created.stderr
+    assert "Warning" not in again.stderr
+    assert broken.exit_code != 0
+    assert "control and text-direction characters are not allowed" in broken.output

@@ -503,8 +503,15 @@ def alerts_group(
             click.echo(f"{len(alerts)} {state}.")
 
 
+MAX_UNTIL_YEAR = 9998
+"""The last year `--until` accepts; later times overflow date arithmetic."""
+
+MAX_ALERT_ID = 2**62
+"""The largest alert id, within the databases' 64-bit integers."""
+
+
 @alerts_group.command("ack")
-@click.argument("alert_id", metavar="ID", type=int)
+@click.argument("alert_id", metavar="ID", type=click.IntRange(1, MAX_ALERT_ID))
 @click.option(
     "--until",
     "until_text",
@@ -574,7 +581,15 @@ def parse_until(text: str, now: datetime) -> datetime:
         ) from exc
     if moment.tzinfo is None or moment.utcoffset() is None:
         moment = moment.replace(tzinfo=UTC)
-    moment = moment.astimezone(UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:
+        moment = datetime.max.replace(tzinfo=UTC)
+    if moment.year > MAX_UNTIL_YEAR:
+        raise click.BadParameter(
+            f"Invalid time {text!r}: give a time before the year {MAX_UNTIL_YEAR + 1}.",
+            param_hint="--until",
+        )
     if moment <= now:
         raise click.BadParameter(
             f"{text!r} is not in the future (now is {minute(now)} UTC): give a "

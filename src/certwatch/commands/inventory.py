@@ -49,6 +49,7 @@ from certwatch.store.inventory import (
     FileSourceRecord,
     SourceSettings,
     Upserted,
+    list_teams,
     normalize_tags,
     remove_endpoint,
     remove_file_source,
@@ -282,7 +283,18 @@ def add_command(
         # The inventory is committed before probing, so an interrupted probe
         # loses no added endpoint.
         with sessions.begin() as session:
+            team_name = team.strip() if team is not None else None
+            new_team = team_name is not None and team_name not in list_teams(session)
             ids = _store_sources(session, sources, settings, monitor, now)
+        if new_team:
+            # A mistyped team name would otherwise move the sources to a team
+            # that nobody hears from.
+            click.echo(
+                f"Warning: created team {team_name!r}, which has no contacts: "
+                "its alerts reach nobody until you add one with 'certwatch "
+                f"contact add {team_name} email:ADDRESS'.",
+                err=True,
+            )
         results, skipped = _probe(sources, monitor, policy, now)
         scans = _completed_scans(results, ids, now)
         with sessions.begin() as session:

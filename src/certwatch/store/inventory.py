@@ -7,6 +7,8 @@ write take `now` from the caller; none reads the clock.
 
 from __future__ import annotations
 
+import logging
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -34,6 +36,8 @@ from certwatch.store.models import (
     TeamRow,
 )
 from certwatch.targets import Endpoint
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL = timedelta(hours=6)
 """How often a source is scanned when no interval is given."""
@@ -154,10 +158,21 @@ def ensure_team(session: Session, name: str, *, now: datetime) -> int:
     team_id = session.scalar(select(TeamRow.id).where(TeamRow.name == clean))
     if team_id is not None:
         return team_id
+    if not clean.isprintable() or _BIDI_CONTROLS.search(clean):
+        # Names go into messages, calendar feeds and terminals; a line break
+        # or a direction override there breaks them or misleads the reader.
+        raise StoreError(
+            f"Invalid team name {name!r}: control and text-direction characters "
+            "are not allowed; give printable text."
+        )
+    logger.info("created team %r", clean)
     row = TeamRow(name=clean, created_at=now)
     session.add(row)
     session.flush()
     return row.id
+
+
+_BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def list_teams(session: Session) -> list[str]:

@@ -50,6 +50,9 @@ def create_app(
         summary="Watch TLS certificates so that none expires unnoticed.",
         docs_url="/docs",
         redoc_url=None,
+        # A trailing-slash redirect would be built from the Host header,
+        # which a client chooses.
+        redirect_slashes=False,
     )
     app.state.certwatch = WebContext(
         sessions=sessions, settings=settings, now_fn=now_fn

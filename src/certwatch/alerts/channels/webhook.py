@@ -66,6 +66,10 @@ class _RedactUrlArguments(logging.Filter):
 logging.getLogger("httpx").addFilter(_RedactUrlArguments())
 
 
+MAX_RESPONSE_BYTES = 16 * 1024
+"""The most of a receiver's answer that is read; the rest is not waited for."""
+
+
 async def post_webhook(
     contact: ContactAddress, notice: Notice, settings: WebhookSettings
 ) -> DeliveryOutcome:
@@ -82,17 +86,34 @@ async def post_webhook(
         EVENT_HEADER: notice.event.value,
     }
     try:
-        async with _client(settings) as client:
-            response = await client.post(
-                contact.value, content=body.encode("utf-8"), headers=headers
-            )
+        async with (
+            _client(settings) as client,
+            client.stream(
+                "POST", contact.value, content=body.encode("utf-8"), headers=headers
+            ) as response,
+        ):
+            text = await _read_start(response)
     except httpx.TimeoutException:
         return DeliveryOutcome.transient(
             f"the receiver did not respond within {settings.timeout:g} s"
         )
     except httpx.HTTPError as exc:
         return DeliveryOutcome.transient(_describe_error(exc, contact.value))
-    return classify_response(response.status_code, response.headers, response.text)
+    return classify_response(response.status_code, response.headers, text)
+
+
+async def _read_start(response: httpx.Response) -> str:
+    """Read at most `MAX_RESPONSE_BYTES` of the body, then stop.
+
+    Only the start of an answer is ever shown, and a receiver that sends
+    without end must not fill the memory.
+    """
+    kept = bytearray()
+    async for chunk in response.aiter_raw():
+        kept.extend(chunk[: MAX_RESPONSE_BYTES - len(kept)])
+        if len(kept) >= MAX_RESPONSE_BYTES:
+            break
+    return kept.decode("utf-8", errors="replace")
 
 
 def classify_response(
@@ -137,7 +158,11 @@ def parse_retry_after(
         return None
     text = value.strip()
     if text.isdigit():
-        return min(timedelta(seconds=int(text)), _MAX_RETRY_AFTER)
+        # Compared as a number first: a huge value overflows timedelta.
+        seconds = int(text)
+        if seconds >= _MAX_RETRY_AFTER.total_seconds():
+            return _MAX_RETRY_AFTER
+        return timedelta(seconds=seconds)
     try:
         moment = parsedate_to_datetime(text)
     except (TypeError, ValueError):
