@@ -416,3 +416,28 @@ def test_endpoint_schedule_overrides_team(sessions: sessionmaker[Session]) -> No
 
     # Only the window and the 10-day point: no 14, 7, 3 or 1-day reminders.
     assert counts == [1, 0, 1, 0]
+
+
+def test_moving_to_another_team_sends_no_resolved(
+    sessions: sessionmaker[Session],
+) -> None:
+    leaf = one_year_leaf()
+    with sessions() as session:
+        add_contact(session, "default", "email:ops@example.test")
+        add_contact(session, "web", "email:web@example.test")
+        endpoint_id = add_endpoint(session, "www.example.test")
+        at = before_expiry(10)
+        scan(session, endpoint_id, "www.example.test", [("192.0.2.1", leaf)], at)
+        evaluate(session, at)
+        web = session.scalars(select(TeamRow).where(TeamRow.name == "web")).one()
+        session.execute(
+            EndpointRow.__table__.update()  # type: ignore[attr-defined]
+            .where(EndpointRow.id == endpoint_id)
+            .values(team_id=web.id)
+        )
+        session.commit()
+        later = at + timedelta(hours=1)
+        notices = evaluate(session, later)
+
+    # The new team hears of the expiry; the old one gets no false "resolved".
+    assert [(n["team"], items(n)[0]["event"]) for n in notices] == [("web", "expiring")]

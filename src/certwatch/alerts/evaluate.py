@@ -261,8 +261,10 @@ def evaluate_alerts(
         report.resolved += 1
         recorded = sent.get(row.id, set())
         # One resolved message per alert: a certificate that alternates with
-        # its successor reopens the alert without a second one.
-        if recorded and RESOLVED not in recorded:
+        # its successor reopens the alert without a second one. An alert
+        # whose places moved to another team, still serving the certificate,
+        # ends without one: nothing was fixed.
+        if recorded and RESOLVED not in recorded and not _still_served(session, row):
             session.add(
                 AlertThresholdRow(alert_id=row.id, threshold=RESOLVED, crossed_at=now)
             )
@@ -697,6 +699,30 @@ def _can_resolve(session: Session, row: AlertRow) -> bool:
         .limit(1)
     )
     return unknown is None
+
+
+def _still_served(session: Session, row: AlertRow) -> bool:
+    """Whether an expiry alert's certificate is still the leaf at one of its places."""
+    if not row.identity.startswith("expiry:") or row.certificate_sha256 is None:
+        return False
+    ids = {p["endpoint_id"] for p in row.places if p.get("endpoint_id") is not None}
+    if not ids:
+        return False
+    found = session.scalar(
+        select(ObservationRow.id)
+        .join(
+            ObservationCertificateRow,
+            ObservationCertificateRow.observation_id == ObservationRow.id,
+        )
+        .where(
+            ObservationRow.endpoint_id.in_(ids),
+            ObservationRow.latest.is_(True),
+            ObservationCertificateRow.position == 0,
+            ObservationCertificateRow.certificate_sha256 == row.certificate_sha256,
+        )
+        .limit(1)
+    )
+    return found is not None
 
 
 def _resolved_item(session: Session, row: AlertRow) -> NoticeItem:
