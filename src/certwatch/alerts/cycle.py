@@ -1,9 +1,9 @@
 """Alerting after a monitoring cycle: decide, record, then deliver.
 
 The decisions and the outbox messages are committed together before any
-message is sent, so a process killed at any point loses no message: what
-was recorded is sent by the next run, and what was not is decided again
-from the same stored state, under the same idempotency keys.
+message is sent, so a process killed at any point loses no message. What
+was recorded is sent by the next run. What was not is decided again from
+the same stored state, under the same idempotency keys.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class AlertingReport:
-    """What the alerting step after one cycle decided and delivered."""
+    """The outcome of the alerting step after one cycle: decisions and deliveries."""
 
     evaluation: EvaluationReport
     delivery: DeliveryReport

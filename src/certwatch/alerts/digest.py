@@ -150,7 +150,7 @@ def _listed_sources(
 
 
 def _expiring_items(session: Session, team_id: int, now: datetime) -> list[NoticeItem]:
-    """One item per certificate served now that expires within the horizon."""
+    """Build one item per certificate served now that expires within the horizon."""
     horizon = now + DIGEST_HORIZON
     rows = session.execute(
         select(
@@ -217,7 +217,7 @@ def _expiring_items(session: Session, team_id: int, now: datetime) -> list[Notic
 
 
 def _problem_items(session: Session, team_id: int) -> list[NoticeItem]:
-    """One item per open alert other than expiry, which the list above covers."""
+    """Build one item per open alert other than expiry, which the list covers."""
     rows = session.scalars(
         select(AlertRow)
         .where(

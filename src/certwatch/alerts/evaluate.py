@@ -8,8 +8,8 @@ and compares them with the alerts stored before:
   and every threshold it crossed is recorded, so a missed cycle sends the
   overdue reminder once and a repeated evaluation sends nothing;
 - an alert whose incident is gone is resolved, with one `resolved` message
-  when the team had heard of it; an expiry alert stays open while a place
-  that served the certificate cannot be scanned, since an outage proves
+  when the team had heard of it. An expiry alert stays open while a place
+  that served the certificate cannot be scanned, because an outage proves
   nothing about a renewal;
 - a critical alert nobody acknowledged in time goes to the escalation
   contacts too.
@@ -86,9 +86,9 @@ class AlertSettings:
     """How the policy treats outages and escalation.
 
     `unreachable_after` is the number of failed scans in a row after which
-    an endpoint alerts; `escalate_after` the time a critical alert may stay
-    unacknowledged before the escalation contacts hear of it, unless the
-    team sets its own.
+    an endpoint alerts. `escalate_after` is the time a critical alert may
+    stay unacknowledged before the escalation contacts hear of it, unless
+    the team sets its own.
     """
 
     unreachable_after: int = 3
@@ -180,7 +180,7 @@ class Incident:
 
 @dataclass
 class EvaluationReport:
-    """What one evaluation decided."""
+    """The counts of what one evaluation decided."""
 
     opened: int = 0
     reminded: int = 0
@@ -395,7 +395,7 @@ def _stale_incidents(
 
 
 def _finding_incidents(session: Session) -> list[Incident]:
-    """The alerted findings of every source's latest scan, one per certificate."""
+    """Collect the alerted findings of the latest scans, one per certificate."""
     leaf = (
         select(
             ObservationCertificateRow.observation_id,

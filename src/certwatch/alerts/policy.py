@@ -1,7 +1,7 @@
 """The reminder policy: which thresholds a certificate's expiry has crossed.
 
 Reminders never match an exact day. Each threshold is a point in time, and
-the policy lists every threshold already behind `now`; the caller sends a
+the policy lists every threshold already behind `now`. The caller sends a
 reminder when one of them has not been sent yet and records them all, so a
 missed cycle still sends the overdue reminder, once.
 
