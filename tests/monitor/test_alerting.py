@@ -190,7 +190,7 @@ def test_several_addresses_and_alternation_make_one_incident(
     assert len(item["places"]) == 8  # type: ignore[arg-type]
     assert item["event"] == "expiring"
     # The stale deployment opens once and resolves once, when every address
-    # is back on one certificate; nothing repeats while it keeps flipping,
+    # is back on one certificate. Nothing repeats while it keeps flipping,
     # and the expiry reminder is not sent again.
     assert [items(n)[0]["event"] for n in flips] == ["stale_deployment", "resolved"]
     assert sorted(alert.code for alert in alerts) == [
