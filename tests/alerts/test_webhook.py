@@ -233,7 +233,7 @@ def test_parse_retry_after_forms() -> None:
 
 
 async def test_webhook_endless_body_is_cut_short() -> None:
-    # A receiver that answers 200 and then sends without end must neither
+    # A receiver that replies 200 and then sends without end must neither
     # hold the delivery nor fill the memory.
     sent = 0
 

@@ -410,7 +410,7 @@ def test_add_reports_and_stores_stale_deployment(
     [result] = json.loads(outcome.stdout)["results"]
     assert [f["code"] for f in result["findings"]] == ["stale_deployment"]
     assert result["status"] == "warning"
-    # The finding is stored: the latest status of the endpoint says so.
+    # The finding is stored: it raised the latest status of the endpoint.
     assert [s["target"] for s in listed["sources"]] == [target(behind)]
 
 
@@ -511,9 +511,7 @@ def test_relative_sqlite_path_warns(
     assert "sqlite:////store/x.db" in outcome.stderr
 
 
-def test_add_to_new_team_warns_and_rejects_control_characters(
-    certwatch: Certwatch, tmp_path: Path
-) -> None:
+def test_add_team_name_checks(certwatch: Certwatch, tmp_path: Path) -> None:
     certificate_file = tmp_path / "site.pem"
     certificate_file.write_bytes(ROOT.pem)
 

@@ -441,3 +441,31 @@ def test_moving_to_another_team_sends_no_resolved(
 
     # The new team hears of the expiry; the old one gets no false "resolved".
     assert [(n["team"], items(n)[0]["event"]) for n in notices] == [("web", "expiring")]
+
+
+def test_delivery_without_evaluation(
+    sessions: sessionmaker[Session],
+    http_receiver: HttpReceiver,  # noqa: F811
+) -> None:
+    leaf = one_year_leaf()
+    with sessions() as session:
+        add_contact(session, "default", f"webhook:{http_receiver.url('/hook')}")
+        endpoint_id = add_endpoint(session, "www.example.test")
+        at = before_expiry(10)
+        scan(session, endpoint_id, "www.example.test", [("192.0.2.1", leaf)], at)
+
+    skipped = alert_after_cycle(
+        sessions,
+        now_fn=lambda: at,
+        settings=SETTINGS,
+        delivery=DeliverySettings(),
+        evaluate=False,
+    )
+    evaluated = alert_after_cycle(
+        sessions, now_fn=lambda: at, settings=SETTINGS, delivery=DeliverySettings()
+    )
+
+    assert skipped.evaluation.reminded == 0
+    assert skipped.delivery.delivered == 0
+    assert evaluated.evaluation.reminded == 1
+    assert evaluated.delivery.delivered == 1

@@ -40,14 +40,18 @@ def alert_after_cycle(
     delivery: DeliverySettings,
     digest_every: timedelta | None = None,
     rescan: Rescan | None = None,
+    evaluate: bool = True,
 ) -> AlertingReport:
     """Evaluate the alerts and commit them with their messages, then deliver.
 
     With `digest_every`, the teams whose digest is due get one, after
-    `rescan` scanned again what it would list.
+    `rescan` scanned again what it would list. With `evaluate` false only
+    the messages already due are delivered, such as retries.
     """
-    with sessions() as session, session.begin():
-        evaluation = evaluate_alerts(session, now=now_fn(), settings=settings)
+    evaluation = EvaluationReport()
+    if evaluate:
+        with sessions() as session, session.begin():
+            evaluation = evaluate_alerts(session, now=now_fn(), settings=settings)
     digests = 0
     if digest_every is not None:
         digests = send_digests(

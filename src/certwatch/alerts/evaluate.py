@@ -11,8 +11,8 @@ and compares them with the alerts stored before:
   when the team had heard of it. An expiry alert stays open while a place
   that served the certificate cannot be scanned, because an outage proves
   nothing about a renewal;
-- a critical alert nobody acknowledged in time goes to the escalation
-  contacts too.
+- a critical alert that no contact acknowledged in time goes to the
+  escalation contacts too.
 
 Everything new for a team becomes one `Notice`, most urgent first, queued in
 the outbox in the caller's transaction. The caller commits, then delivers.
@@ -44,6 +44,7 @@ from certwatch.alerts.policy import (
     parse_schedule,
 )
 from certwatch.monitor.settings import SettingsError, parse_duration
+from certwatch.store.chunks import chunked
 from certwatch.store.models import (
     AlertRow,
     AlertThresholdRow,
@@ -83,7 +84,7 @@ ESCALATE_AFTER_VARIABLE = "CERTWATCH_ALERT_ESCALATE_AFTER"
 
 @dataclass(frozen=True)
 class AlertSettings:
-    """How the policy treats outages and escalation.
+    """The policy's settings for outages and escalation.
 
     `unreachable_after` is the number of failed scans in a row after which
     an endpoint alerts. `escalate_after` is the time a critical alert may
@@ -458,8 +459,8 @@ def _unreachable_incidents(session: Session, settings: AlertSettings) -> list[In
             EndpointRow.enabled.is_(True),
             EndpointRow.consecutive_failures >= settings.unreachable_after,
         )
-    )
-    errors = _latest_errors(session)
+    ).all()
+    errors = _latest_errors(session, [row.id for row in rows])
     incidents = []
     for team_id, endpoint_id, target, failures in rows:
         reason = errors.get(endpoint_id, "no certificate was obtained")
@@ -482,19 +483,21 @@ def _unreachable_incidents(session: Session, settings: AlertSettings) -> list[In
     return incidents
 
 
-def _latest_errors(session: Session) -> dict[int, str]:
-    rows = session.execute(
-        select(ObservationRow.endpoint_id, ObservationRow.error_message).where(
-            ObservationRow.latest.is_(True),
-            ObservationRow.error_message.is_not(None),
-            ObservationRow.endpoint_id.is_not(None),
+def _latest_errors(session: Session, endpoint_ids: Sequence[int]) -> dict[int, str]:
+    """Return the error message of the latest scan of each given endpoint."""
+    errors: dict[int, str] = {}
+    for chunk in chunked(endpoint_ids):
+        rows = session.execute(
+            select(ObservationRow.endpoint_id, ObservationRow.error_message).where(
+                ObservationRow.endpoint_id.in_(chunk),
+                ObservationRow.latest.is_(True),
+                ObservationRow.error_message.is_not(None),
+            )
         )
-    )
-    return {
-        endpoint_id: message
-        for endpoint_id, message in rows
-        if endpoint_id is not None and message is not None
-    }
+        for endpoint_id, message in rows:
+            if endpoint_id is not None and message is not None:
+                errors[endpoint_id] = message
+    return errors
 
 
 @dataclass(frozen=True)
@@ -671,7 +674,7 @@ def _record_thresholds(
 
 
 def _acknowledged(row: AlertRow, now: datetime, newest: str) -> bool:
-    """Whether an acknowledgement holds back the reminder for `newest`."""
+    """Tell whether an acknowledgement holds back the reminder for `newest`."""
     if row.acknowledged_until is not None and now < row.acknowledged_until:
         return True
     # Acknowledged "until the next threshold": a new one ends it.
@@ -679,7 +682,7 @@ def _acknowledged(row: AlertRow, now: datetime, newest: str) -> bool:
 
 
 def _can_resolve(session: Session, row: AlertRow) -> bool:
-    """Whether an alert whose incident is gone can be resolved now.
+    """Tell whether an alert whose incident is gone can be resolved now.
 
     An expiry alert stays open while one of its endpoints got no certificate
     in its latest scan: the certificate may still be there behind an outage.
@@ -702,7 +705,7 @@ def _can_resolve(session: Session, row: AlertRow) -> bool:
 
 
 def _still_served(session: Session, row: AlertRow) -> bool:
-    """Whether an expiry alert's certificate is still the leaf at one of its places."""
+    """Tell whether an expiry alert's certificate is still a leaf at its places."""
     if not row.identity.startswith("expiry:") or row.certificate_sha256 is None:
         return False
     ids = {p["endpoint_id"] for p in row.places if p.get("endpoint_id") is not None}
@@ -788,7 +791,7 @@ def _escalate(
     settings: AlertSettings,
     report: EvaluationReport,
 ) -> int:
-    """Queue the critical alerts nobody acknowledged in time to escalation contacts."""
+    """Queue the unacknowledged, overdue critical alerts to escalation contacts."""
     rows = session.scalars(
         select(AlertRow).where(
             AlertRow.resolved_at.is_(None),

@@ -70,9 +70,9 @@ def slack_payload(notice: Notice) -> dict[str, Any]:
         text = shorten(_chat_text(item, notice.generated_at), _SLACK_SECTION_LENGTH)
         blocks.append({"type": "section", "text": _plain(text)})
     blocks.append({"type": "context", "elements": [_plain(_chat_footer(notice))]})
-    # The top-level text (notifications, clients without blocks) is read as
-    # Slack markup, so `<!channel>` or `<url|label>` in a certificate name
-    # would mention everyone or link; Slack asks for these three escaped.
+    # Slack reads the top-level text (notifications, clients without blocks)
+    # as markup, so `<!channel>` or `<url|label>` in a certificate name would
+    # mention everyone or add a link. Escaping &, < and > prevents both.
     return {"text": _slack_escaped(subject), "blocks": blocks}
 
 

@@ -82,7 +82,7 @@ def team_group() -> None:
 @click.option(
     "--escalate-after",
     metavar="DURATION",
-    help="Send a critical alert that nobody acknowledged to the escalation "
+    help="Send a critical alert that no contact acknowledged to the escalation "
     "contacts after this long, such as 4h or 1d.",
 )
 def team_add_command(
@@ -254,7 +254,7 @@ def contact_group() -> None:
 @click.option(
     "--escalation",
     is_flag=True,
-    help="Send this contact only critical alerts that nobody acknowledged in "
+    help="Send this contact only critical alerts that no contact acknowledged in "
     "time. Adding a contact again sets or clears the flag.",
 )
 def contact_add_command(team: str, spec: str, escalation: bool) -> None:

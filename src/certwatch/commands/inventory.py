@@ -288,7 +288,7 @@ def add_command(
             ids = _store_sources(session, sources, settings, monitor, now)
         if new_team:
             # A mistyped team name would otherwise move the sources to a team
-            # that nobody hears from.
+            # whose alerts reach no contact.
             click.echo(
                 f"Warning: created team {team_name!r}, which has no contacts: "
                 "its alerts reach nobody until you add one with 'certwatch "

@@ -289,7 +289,7 @@ async def ftp_dialogue(stream: PlainStream, endpoint: Endpoint) -> None:
     code, lines = await _read_ftp_reply(stream)
     if code in (500, 502, 504, 530):
         # RFC 4217: the server does not implement AUTH, or not with TLS.
-        # vsftpd without TLS answers 530 (log in first), which means the same.
+        # vsftpd without TLS replies 530 (log in first), which means the same.
         raise StarttlsNotOffered(excerpt(*lines))
     if code != 234:
         raise StarttlsRefused(f"the server replied {excerpt(*lines)} to AUTH TLS")

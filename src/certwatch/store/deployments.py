@@ -100,7 +100,7 @@ def deployment_history(
 class CertificatePage:
     """The first certificates of a listing by expiry.
 
-    `truncated` tells whether more certificates matched than the limit let in.
+    `truncated` is true when more certificates matched than the limit let in.
     """
 
     certificates: list[DeployedCertificate]
@@ -133,7 +133,7 @@ def served_certificates(
     if wanted is None or len(sha256s) < wanted:
         left = None if wanted is None else wanted - len(sha256s)
         sha256s += _served_sha256s(session, condition, dated=False, limit=left)
-    # One more than asked tells whether the page is the whole list.
+    # Reading one row more than the limit shows whether more rows match.
     truncated = limit is not None and len(sha256s) > limit
     sha256s = sha256s[:limit]
     places: dict[str, list[Deployment]] = {sha256: [] for sha256 in sha256s}
@@ -175,7 +175,7 @@ def _served_sha256s(
 
 
 def _served_now(sha256: Any) -> Any:
-    """Whether the certificate is a leaf or in a file in some source's latest scan."""
+    """Select whether a certificate is a leaf or in a file in some latest scan."""
     link = aliased(ObservationCertificateRow)
     observation = aliased(ObservationRow)
     return (

@@ -453,8 +453,9 @@ def _reschedule_for_interval(
 ) -> None:
     """Move the next scan to one new interval after the last scan.
 
-    A shorter interval brings the next scan forward, due at once when the
-    last scan is older than the new interval; a longer one puts it off. A
+    A shorter interval brings the next scan forward, and makes it due at
+    once when the last scan is older than the new interval. A longer one
+    puts it off. A
     source never scanned stays due, and a failing source keeps its retry
     time, which backoff chose.
     """

@@ -75,11 +75,11 @@ class _Scheduled:
     `lease_token` and `lease_expires_at`. The lease counts only until it
     expires, so a killed scanner never leaves a source claimed for good.
 
-    `last_status` and `not_after` copy what the latest scan found (its worst
-    status, and the soonest not_after of the leaf certificates of an
-    endpoint or of every certificate of a file source; a scan without any
-    certificate keeps the last known one), so that listings sort and filter
-    a large inventory by expiry with one indexed query.
+    `last_status` copies the worst status of the latest scan, and
+    `not_after` the soonest not_after it saw: of the leaf certificates of an
+    endpoint, or of every certificate of a file source. A scan without any
+    certificate keeps the last known not_after. Listings then sort and
+    filter a large inventory by expiry with one indexed query.
     """
 
     team_id: Mapped[int] = mapped_column(
@@ -323,7 +323,7 @@ class ContactRow(Base):
     `address` is the full address or URL, secrets included, as
     `certwatch.alerts.contacts.parse_contact` normalised it; it is never
     printed or logged in full. `escalation` contacts get a critical alert
-    only when nobody acknowledged it in time. The failure columns track
+    only when no contact acknowledged it in time. The failure columns track
     contact health: `unhealthy_since` is set once deliveries keep failing.
     """
 

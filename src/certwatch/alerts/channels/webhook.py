@@ -67,7 +67,7 @@ logging.getLogger("httpx").addFilter(_RedactUrlArguments())
 
 
 MAX_RESPONSE_BYTES = 16 * 1024
-"""The most of a receiver's answer that is read; the rest is not waited for."""
+"""The maximum number of bytes read from a receiver's response body."""
 
 
 async def post_webhook(
@@ -105,15 +105,15 @@ async def post_webhook(
 async def _read_start(response: httpx.Response) -> str:
     """Read at most `MAX_RESPONSE_BYTES` of the body, then stop.
 
-    Only the start of an answer is ever shown, and a receiver that sends
+    Only the start of a response is ever shown, and a receiver that sends
     without end must not fill the memory.
     """
-    kept = bytearray()
+    start = bytearray()
     async for chunk in response.aiter_raw():
-        kept.extend(chunk[: MAX_RESPONSE_BYTES - len(kept)])
-        if len(kept) >= MAX_RESPONSE_BYTES:
+        start.extend(chunk[: MAX_RESPONSE_BYTES - len(start)])
+        if len(start) >= MAX_RESPONSE_BYTES:
             break
-    return kept.decode("utf-8", errors="replace")
+    return start.decode("utf-8", errors="replace")
 
 
 def classify_response(
