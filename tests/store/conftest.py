@@ -33,7 +33,8 @@ _DATA_TABLES = (
     "findings, observation_certificates, observations, certificate_names, "
     "certificates, endpoint_tags, file_source_tags, endpoints, file_sources, "
     "certificate_changes, outbox, alert_thresholds, alerts, contacts, "
-    "team_calendars, invitations, memberships, sessions, users"
+    "team_calendars, invitations, account_tokens, api_tokens, site_secrets, "
+    "memberships, sessions, users"
 )
 
 
@@ -150,7 +151,8 @@ def _emptied(url: str) -> str:
             connection.exec_driver_sql("DELETE FROM teams WHERE name <> 'default'")
             connection.exec_driver_sql(
                 "UPDATE teams SET reminder_schedule = NULL, "
-                "escalate_after_seconds = NULL, digest_sent_at = NULL"
+                "escalate_after_seconds = NULL, digest_sent_at = NULL, "
+                "endpoint_limit = NULL"
             )
             connection.exec_driver_sql(
                 "UPDATE monitor_heartbeats SET last_cycle_at = NULL"

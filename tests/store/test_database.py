@@ -24,13 +24,16 @@ from certwatch.store.errors import StoreError
 from certwatch.store.models import DEFAULT_TEAM, Base, EndpointRow, TeamRow
 
 TABLES = {
+    "account_tokens",
     "alembic_version",
+    "api_tokens",
     "alert_thresholds",
     "alerts",
     "contacts",
     "monitor_heartbeats",
     "outbox",
     "sessions",
+    "site_secrets",
     "certificate_changes",
     "certificate_names",
     "certificates",
@@ -130,7 +133,7 @@ def test_upgrade_empty_database(empty_database_url: str) -> None:
         with Session(engine) as session:
             teams = session.execute(select(TeamRow.name, TeamRow.created_at)).all()
             version = session.execute(text("SELECT version_num FROM alembic_version"))
-            assert version.scalar_one() == "0006"
+            assert version.scalar_one() == "0007"
     finally:
         engine.dispose()
 

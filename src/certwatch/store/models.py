@@ -55,7 +55,8 @@ class TeamRow(Base):
     `reminder_schedule` overrides the default expiry reminders (text such
     as `30,14,7` or `20%,10%`), `escalate_after_seconds` the time after
     which an unacknowledged critical alert reaches the escalation contacts,
-    and `digest_sent_at` records the last weekly digest.
+    `digest_sent_at` records the last weekly digest, and `endpoint_limit`
+    overrides the site's limit on the team's endpoints.
     """
 
     __tablename__ = "teams"
@@ -66,6 +67,7 @@ class TeamRow(Base):
     reminder_schedule: Mapped[str | None] = mapped_column(Text)
     escalate_after_seconds: Mapped[int | None] = mapped_column(Integer)
     digest_sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    endpoint_limit: Mapped[int | None] = mapped_column(Integer)
 
 
 class _Scheduled:
@@ -554,3 +556,69 @@ class InvitationRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
     accepted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class AccountTokenRow(Base):
+    """A link sent by email: `verify` confirms an address, `reset` a new password.
+
+    Only the token's SHA-256 is stored. `email` is the address the link was
+    sent to, so a link stops working once the account's address changes.
+    `used_at` is set when the link is used; each link works once.
+    """
+
+    __tablename__ = "account_tokens"
+    __table_args__ = (
+        Index(None, "user_id"),
+        CheckConstraint("purpose IN ('verify', 'reset')", name="purpose_known"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("users.id", ondelete="CASCADE")
+    )
+    purpose: Mapped[str] = mapped_column(String(20))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(254))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class ApiTokenRow(Base):
+    """A bearer token of the JSON API, scoped to one team with a role.
+
+    Only the token's SHA-256 is stored; `prefix` is its first characters,
+    shown in lists so that an owner can tell tokens apart. A revoked token
+    keeps its row, with `revoked_at` set, for the record.
+    """
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (
+        Index(None, "team_id"),
+        CheckConstraint(_ROLE_CHECK, name="role_known"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("teams.id", ondelete="CASCADE")
+    )
+    created_by: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("users.id", ondelete="SET NULL")
+    )
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(20))
+    prefix: Mapped[str] = mapped_column(String(16))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class SiteSecretRow(Base):
+    """A random key that the service made once and keeps, by name."""
+
+    __tablename__ = "site_secrets"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
