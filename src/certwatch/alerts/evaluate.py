@@ -250,7 +250,8 @@ def evaluate_alerts(
             continue
         row.acknowledged_threshold = None
         report.reminded += 1
-        items[incident.team_id].append((f"{row.identity}@{newest}", _item(incident)))
+        item = _item(incident, row.id)
+        items[incident.team_id].append((f"{row.identity}@{newest}", item))
 
     for key, row in stored.items():
         if key in seen or row.resolved_at is not None:
@@ -838,10 +839,11 @@ def _stored_item(row: AlertRow) -> NoticeItem:
         fingerprint=row.certificate_sha256,
         places=tuple(PlaceRef.from_document(p).place() for p in row.places),
         finding_code=row.code,
+        alert_id=row.id,
     )
 
 
-def _item(incident: Incident) -> NoticeItem:
+def _item(incident: Incident, alert_id: int) -> NoticeItem:
     return NoticeItem(
         event=incident.event,
         severity=incident.severity,
@@ -853,6 +855,7 @@ def _item(incident: Incident) -> NoticeItem:
         places=tuple(place.place() for place in incident.places),
         finding_code=incident.code,
         stale_places=tuple(place.place() for place in incident.stale_places),
+        alert_id=alert_id,
     )
 
 

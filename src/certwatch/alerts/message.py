@@ -117,6 +117,10 @@ class NoticeItem:
     `new_fingerprint` its replacement (`None` when there is none). For
     `stale_deployment` items, `stale_places` are the places that still
     serve the replaced certificate.
+
+    `alert_id` is the stored alert that the item reminds of, which emails
+    offer to acknowledge; it is `None` for items that are no open alert,
+    such as resolved ones, digest entries and test messages.
     """
 
     event: EventKind
@@ -131,6 +135,7 @@ class NoticeItem:
     new_fingerprint: str | None = None
     new_not_after: datetime | None = None
     stale_places: tuple[Place, ...] = ()
+    alert_id: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("not_after", "new_not_after"):

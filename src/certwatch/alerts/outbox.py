@@ -36,6 +36,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
 
+from certwatch.alerts.ack_links import ACK_KEY_NAME, AckLinkSigner
 from certwatch.alerts.channels import DeliveryOutcome, deliver
 from certwatch.alerts.channels.webhook import scrub_url
 from certwatch.alerts.contacts import ContactAddress, ContactKind
@@ -50,6 +51,7 @@ from certwatch.store.alerts import (
     team_contact_ids,
 )
 from certwatch.store.models import ContactRow, OutboxRow, TeamRow
+from certwatch.store.secrets import site_secret
 from certwatch.x509.model import Severity
 
 logger = logging.getLogger(__name__)
@@ -425,6 +427,7 @@ class _Sender:
         self.failure_limit = failure_limit
         self.attempts: list[DeliveryAttempt] = []
         self.unhealthy: list[str] = []
+        self._ack_links: AckLinkSigner | None = None
 
     def report(self) -> DeliveryReport:
         return DeliveryReport(tuple(self.attempts), tuple(self.unhealthy))
@@ -451,7 +454,12 @@ class _Sender:
     async def _send(self, contact: ContactAddress, notice: Notice) -> DeliveryOutcome:
         try:
             async with asyncio.timeout(self.deadline):
-                return await deliver(contact, notice, self.settings)
+                return await deliver(
+                    contact,
+                    notice,
+                    self.settings,
+                    ack_links=self._signer(contact, notice),
+                )
         except TimeoutError:
             return DeliveryOutcome.transient(
                 f"the delivery did not finish within {self.deadline:g} s"
@@ -467,6 +475,23 @@ class _Sender:
             )
             logger.error("Delivery to %s failed: %s", contact.redacted(), reason)
             return DeliveryOutcome.transient(reason)
+
+    def _signer(self, contact: ContactAddress, notice: Notice) -> AckLinkSigner | None:
+        """Return the signer of acknowledge links when this email needs one.
+
+        An email needs links when a public URL is set and an item names an
+        open alert. The signing key is read, or made, on first use.
+        """
+        public_url = self.settings.public_url
+        if public_url is None or contact.kind is not ContactKind.EMAIL:
+            return None
+        if all(item.alert_id is None for item in notice.items):
+            return None
+        if self._ack_links is None:
+            with self.sessions() as session, session.begin():
+                key = site_secret(session, ACK_KEY_NAME, now=self.now_fn())
+            self._ack_links = AckLinkSigner(public_url.rstrip("/"), key)
+        return self._ack_links
 
     def _record_delivery(
         self,

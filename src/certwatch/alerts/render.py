@@ -6,12 +6,16 @@ that comes from a certificate or the inventory has its control characters
 replaced, so a crafted name cannot add lines to a header or a body, and the
 HTML body escapes it as well. The HTML uses inline styles only and loads
 nothing from elsewhere, because mail clients block remote resources.
+
+With an `AckUrl` function, each item of an open alert also carries a link
+that acknowledges the alert (see `certwatch.alerts.ack_links`).
 """
 
 from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -26,6 +30,12 @@ MAX_LISTED_ITEMS = 100
 
 MAX_LISTED_PLACES = 50
 """Places of one item past this many are counted but not listed."""
+
+ACK_LINK_LABEL = "Acknowledge until the next reminder"
+"""The text of the acknowledge link in both bodies."""
+
+AckUrl = Callable[[int], str]
+"""Return the acknowledge link of an alert id, for the message's recipient."""
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -45,12 +55,15 @@ class RenderedMessage:
     html: str
 
 
-def render_message(notice: Notice) -> RenderedMessage:
-    """Render `notice` as the subject and both bodies of an email."""
+def render_message(notice: Notice, ack_url: AckUrl | None = None) -> RenderedMessage:
+    """Render `notice` as the subject and both bodies of an email.
+
+    With `ack_url`, each item that names an alert gets its acknowledge link.
+    """
     return RenderedMessage(
         subject=render_subject(notice),
-        text=render_text(notice),
-        html=render_html(notice),
+        text=render_text(notice, ack_url),
+        html=render_html(notice, ack_url),
     )
 
 
@@ -130,7 +143,7 @@ def describe_expiry(item: NoticeItem, now: datetime) -> str:
     return f"expired {_plural(-days - 1, 'day')} ago ({date})"
 
 
-def render_text(notice: Notice) -> str:
+def render_text(notice: Notice, ack_url: AckUrl | None = None) -> str:
     """Build the plain-text body: every item with its details and places."""
     lines = [_title(notice), ""]
     for number, item in enumerate(notice.items[:MAX_LISTED_ITEMS], start=1):
@@ -140,6 +153,9 @@ def render_text(notice: Notice) -> str:
         lines.extend(
             _text_places("Still serving the old certificate", item.stale_places)
         )
+        link = _ack_link(item, ack_url)
+        if link is not None:
+            lines.append(f"   {ACK_LINK_LABEL}: {link}")
         lines.append("")
     hidden = len(notice.items) - MAX_LISTED_ITEMS
     if hidden > 0:
@@ -148,7 +164,7 @@ def render_text(notice: Notice) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_html(notice: Notice) -> str:
+def render_html(notice: Notice, ack_url: AckUrl | None = None) -> str:
     """Build the HTML body, with inline styles and every value escaped."""
     parts = [
         "<!DOCTYPE html>",
@@ -159,7 +175,7 @@ def render_html(notice: Notice) -> str:
         f'<h1 style="font-size:18px;margin:0 0 16px 0;">{_escape(_title(notice))}</h1>',
     ]
     for item in notice.items[:MAX_LISTED_ITEMS]:
-        parts.append(_html_item(item, notice.generated_at))
+        parts.append(_html_item(item, notice.generated_at, _ack_link(item, ack_url)))
     hidden = len(notice.items) - MAX_LISTED_ITEMS
     if hidden > 0:
         parts.append(f"<p>... and {_plural(hidden, 'more item')} not listed here.</p>")
@@ -277,7 +293,13 @@ def _text_places(title: str, places: tuple[Place, ...]) -> list[str]:
     return lines
 
 
-def _html_item(item: NoticeItem, now: datetime) -> str:
+def _ack_link(item: NoticeItem, ack_url: AckUrl | None) -> str | None:
+    if ack_url is None or item.alert_id is None:
+        return None
+    return ack_url(item.alert_id)
+
+
+def _html_item(item: NoticeItem, now: datetime, ack_link: str | None) -> str:
     colour = _SEVERITY_COLOURS[item.severity]
     rows = "".join(
         '<tr><th style="text-align:left;padding:2px 12px 2px 0;'
@@ -293,7 +315,17 @@ def _html_item(item: NoticeItem, now: datetime) -> str:
         f'<table style="border-collapse:collapse;font-size:13px;">{rows}</table>'
         f"{_html_places('Places', item.places)}"
         f"{_html_places('Still serving the old certificate', item.stale_places)}"
+        f"{_html_ack_link(ack_link)}"
         "</div>"
+    )
+
+
+def _html_ack_link(link: str | None) -> str:
+    if link is None:
+        return ""
+    return (
+        f'<p style="margin:8px 0 0 0;"><a href="{html.escape(link, quote=True)}" '
+        f'style="color:#175cd3;">{_escape(ACK_LINK_LABEL)}</a></p>'
     )
 
 

@@ -86,6 +86,7 @@ def _item_to_json(item: NoticeItem) -> dict[str, Any]:
         "new_fingerprint": item.new_fingerprint,
         "new_not_after": _optional_time(item.new_not_after),
         "stale_places": [_place_to_json(place) for place in item.stale_places],
+        "alert_id": item.alert_id,
     }
 
 
@@ -120,11 +121,19 @@ def _item_from_json(data: object, where: str) -> NoticeItem:
             new_fingerprint=_optional(item, "new_fingerprint", where, str),
             new_not_after=_optional_time_field(item, "new_not_after", where),
             stale_places=_places(item, "stale_places", where),
+            alert_id=_alert_id(item, where),
         )
     except ValueError as exc:
         if isinstance(exc, NoticeFormatError):
             raise
         raise NoticeFormatError(f"Invalid stored notice: {where}: {exc}") from exc
+
+
+def _alert_id(item: Mapping[str, Any], where: str) -> int | None:
+    # Notices stored before items carried their alert have no such field.
+    if item.get("alert_id") is None:
+        return None
+    return _field(item, "alert_id", where, int)
 
 
 def _places(item: Mapping[str, Any], name: str, where: str) -> tuple[Place, ...]:

@@ -36,6 +36,9 @@ ENV_PREFIX = "CERTWATCH_"
 MAX_TIMEOUT = 600.0
 """The longest SMTP or webhook timeout accepted, in seconds."""
 
+PUBLIC_URL_VARIABLE = "CERTWATCH_WEB_PUBLIC_URL"
+"""The web service's public URL, which acknowledge links in emails start with."""
+
 DEFAULT_SMTP_TIMEOUT = 30.0
 DEFAULT_WEBHOOK_TIMEOUT = 10.0
 
@@ -170,12 +173,15 @@ class DeliverySettings:
     """Everything the channels need to deliver alerts.
 
     `smtp` is `None` when no SMTP server is configured; email contacts then
-    cannot be delivered.
+    cannot be delivered. `public_url` is the web service's `http://` or
+    `https://` URL that acknowledge links in emails start with; `None`
+    leaves the links out, because a relative link is useless in an email.
     """
 
     smtp: SmtpSettings | None = None
     webhook: WebhookSettings = field(default_factory=WebhookSettings)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    public_url: str | None = None
 
 
 def load_delivery_settings(
@@ -197,6 +203,7 @@ def load_delivery_settings(
     return DeliverySettings(
         smtp=_smtp_settings(values),
         webhook=_webhook_settings(values),
+        public_url=_public_url(environ.get(PUBLIC_URL_VARIABLE)),
     )
 
 
@@ -327,6 +334,24 @@ def _smtp_settings(values: Mapping[str, _Value]) -> SmtpSettings | None:
 
     _check_smtp(settings, origin)
     return SmtpSettings(**dataclasses.asdict(settings))
+
+
+def _public_url(text: str | None) -> str | None:
+    if text is None or not text.strip():
+        return None
+    url = text.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise DeliverySettingsError(
+            f"{PUBLIC_URL_VARIABLE}={text!r} is not an http or https URL: set it "
+            "to the address users open, such as https://certwatch.example.test."
+        )
+    if parts.query or parts.fragment:
+        raise DeliverySettingsError(
+            f"{PUBLIC_URL_VARIABLE}={text!r} has a query or fragment: give only "
+            "the scheme, host and optional path prefix."
+        )
+    return url.rstrip("/")
 
 
 def _webhook_settings(values: Mapping[str, _Value]) -> WebhookSettings:

@@ -6,12 +6,10 @@ check engine, records what it saw and prints the same report as `check`.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import os
-import random
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +19,6 @@ from sqlalchemy.orm import Session
 
 from certwatch.alerts.policy import parse_schedule
 from certwatch.arguments import classify_items
-from certwatch.check import check_endpoints, check_paths
 from certwatch.commands.options import threshold_options
 from certwatch.commands.output import (
     closed_pipe_ignored,
@@ -30,7 +27,7 @@ from certwatch.commands.output import (
 from certwatch.commands.queries import find_endpoints
 from certwatch.commands.store import open_store
 from certwatch.errors import CertwatchError, TargetError
-from certwatch.monitor.changes import detect_changes
+from certwatch.monitor.instant import ScanSetup, StoredSources, scan_and_record
 from certwatch.monitor.settings import (
     MonitorSettings,
     SettingsError,
@@ -41,9 +38,7 @@ from certwatch.probe.resolve import SystemResolver
 from certwatch.report.console import stdout_console
 from certwatch.report.json import render_document
 from certwatch.report.table import print_table
-from certwatch.result import Result, worst_status
-from certwatch.sources.files import FileProblem
-from certwatch.store.changes import insert_changes
+from certwatch.result import worst_status
 from certwatch.store.inventory import (
     EndpointRecord,
     FileSourceRecord,
@@ -56,10 +51,6 @@ from certwatch.store.inventory import (
     upsert_endpoint,
     upsert_file_source,
 )
-from certwatch.store.leases import claim_endpoints, claim_file_sources
-from certwatch.store.observations import CompletedScan, record_observations
-from certwatch.store.schedule import Release, release
-from certwatch.store.stale import record_stale_findings
 from certwatch.targets import Endpoint, apply_overrides, parse_resolve
 from certwatch.truststore import load_roots
 from certwatch.x509.expiry import parse_thresholds
@@ -285,7 +276,7 @@ def add_command(
         with sessions.begin() as session:
             team_name = team.strip() if team is not None else None
             new_team = team_name is not None and team_name not in list_teams(session)
-            ids = _store_sources(session, sources, settings, monitor, now)
+            stored = _store_sources(session, sources, settings, monitor, now)
         if new_team:
             # A mistyped team name would otherwise move the sources to a team
             # whose alerts reach no contact.
@@ -295,17 +286,13 @@ def add_command(
                 f"contact add {team_name} email:ADDRESS'.",
                 err=True,
             )
-        results, skipped = _probe(sources, monitor, policy, now)
-        scans = _completed_scans(results, ids, now)
-        with sessions.begin() as session:
-            changes = detect_changes(session, scans, window=monitor.change_window)
-            record_observations(session, scans)
-            recorded = record_stale_findings(
-                session, scans, now=now, thresholds=policy.thresholds
-            )
-            insert_changes(session, changes)
-            _reschedule(session, scans, monitor, now)
-        results = _with_recorded_findings(results, scans, recorded)
+        scanned = scan_and_record(
+            sessions,
+            stored,
+            ScanSetup(monitor=monitor, policy=policy, resolver=SystemResolver()),
+            now=now,
+        )
+        results, skipped = scanned.results, scanned.skipped
 
     with closed_pipe_ignored():
         if as_json:
@@ -337,57 +324,30 @@ def _reminders(text: str | None) -> str | None:
         raise click.BadParameter(str(exc), param_hint="--reminders") from exc
 
 
-def _with_recorded_findings(
-    results: Sequence[Result],
-    probed: Sequence[CompletedScan],
-    recorded: Sequence[CompletedScan],
-) -> list[Result]:
-    """Replace the probed results with those the recording amended.
-
-    Recording adds findings that depend on other places, such as
-    `stale_deployment`; the report shows them too, in probe order.
-    """
-    amended = {
-        id(before): after
-        for old, new in zip(probed, recorded, strict=True)
-        for before, after in zip(old.results, new.results, strict=True)
-    }
-    return [amended.get(id(result), result) for result in results]
-
-
-@dataclass(frozen=True)
-class _StoredIds:
-    endpoints: dict[tuple[str, str, int, str | None], int]
-    paths: dict[str, int]
-
-
-def _endpoint_key(endpoint: Endpoint) -> tuple[str, str, int, str | None]:
-    return (endpoint.protocol, endpoint.host, endpoint.port, endpoint.server_name)
-
-
 def _store_sources(
     session: Session,
     sources: Sources,
     settings: SourceSettings,
     monitor: MonitorSettings,
     now: datetime,
-) -> _StoredIds:
+) -> StoredSources:
     created = updated = 0
-    ids = _StoredIds(endpoints={}, paths={})
+    endpoints: dict[int, Endpoint] = {}
+    paths: dict[int, str] = {}
     default = monitor.default_interval
     try:
         for endpoint in sources.endpoints:
             stored = store_endpoint(
                 session, endpoint, settings, default_interval=default, now=now
             )
-            ids.endpoints[_endpoint_key(endpoint)] = stored.record.id
+            endpoints[stored.record.id] = endpoint
             created += stored.created
             updated += not stored.created
         for path in sources.paths:
             stored_file = store_file_source(
                 session, path, settings, default_interval=default, now=now
             )
-            ids.paths[path] = stored_file.record.id
+            paths[stored_file.record.id] = path
             created += stored_file.created
             updated += not stored_file.created
     except CertwatchError as exc:
@@ -396,86 +356,7 @@ def _store_sources(
         f"Inventory: {created} added, {updated} updated; checking now.",
         err=True,
     )
-    return ids
-
-
-def _probe(
-    sources: Sources, monitor: MonitorSettings, policy: AnalysisPolicy, now: datetime
-) -> tuple[list[Result], list[FileProblem]]:
-    found = check_paths(
-        sources.paths,
-        policy=policy,
-        now=now,
-        pkcs12_password=monitor.pkcs12_password,
-    )
-    results = list(found.results)
-    if sources.endpoints:
-        stream = check_endpoints(
-            sources.endpoints,
-            settings=monitor.probe,
-            policy=policy,
-            now=now,
-            resolver=SystemResolver(),
-            workers=monitor.workers,
-        )
-        results.extend(asyncio.run(_collect(stream)))
-    return results, found.skipped
-
-
-async def _collect(stream: AsyncIterator[Result]) -> list[Result]:
-    return [result async for result in stream]
-
-
-def _reschedule(
-    session: Session,
-    scans: Sequence[CompletedScan],
-    monitor: MonitorSettings,
-    now: datetime,
-) -> None:
-    """Set each checked source's next scan from `now`, as a cycle would.
-
-    A new source is due at once, so without this the next cycle would scan
-    it again right after `add`. A source that a running cycle holds under
-    its lease is left to that cycle.
-    """
-    by_endpoint = {s.endpoint_id: s for s in scans if s.endpoint_id is not None}
-    by_file = {s.file_source_id: s for s in scans if s.file_source_id is not None}
-    releases = [
-        Release(claim, now, by_endpoint[claim.endpoint_id].failed)
-        for claim in claim_endpoints(
-            session, list(by_endpoint), now=now, lease=monitor.lease
-        )
-    ]
-    releases += [
-        Release(claim, now, by_file[claim.file_source_id].failed)
-        for claim in claim_file_sources(
-            session, list(by_file), now=now, lease=monitor.lease
-        )
-    ]
-    release(session, releases, now=now, policy=monitor.schedule, rng=random.Random())
-
-
-def _completed_scans(
-    results: Sequence[Result], ids: _StoredIds, now: datetime
-) -> list[CompletedScan]:
-    by_endpoint: dict[int, list[Result]] = {}
-    by_file: dict[int, list[Result]] = {}
-    for result in results:
-        if result.path is not None:
-            by_file.setdefault(ids.paths[result.target], []).append(result)
-            continue
-        assert result.host is not None and result.port is not None
-        key = (result.protocol or "https", result.host, result.port, result.server_name)
-        by_endpoint.setdefault(ids.endpoints[key], []).append(result)
-    scans = [
-        CompletedScan(scanned_at=now, results=tuple(found), endpoint_id=endpoint_id)
-        for endpoint_id, found in by_endpoint.items()
-    ]
-    scans.extend(
-        CompletedScan(scanned_at=now, results=tuple(found), file_source_id=source_id)
-        for source_id, found in by_file.items()
-    )
-    return scans
+    return StoredSources(endpoints=endpoints, paths=paths)
 
 
 @click.command("remove")

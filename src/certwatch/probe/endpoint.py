@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncGenerator, Coroutine, Iterator, Sequence
 from typing import Any
 
+from certwatch.netpolicy import blocked_address_message, private_address_kind
 from certwatch.probe.model import ErrorReason, ProbeError, ProbeResult, ProbeSettings
 from certwatch.probe.resolve import ResolutionError, Resolver
 from certwatch.probe.tls import probe_address
@@ -22,18 +23,45 @@ async def probe_endpoint(
 
     A pinned `endpoint.address` or an IP literal host is the only address.
     Otherwise `resolver` is called, within `settings.timeout`, and a failed
-    lookup gives a single result with `address=None` and a DNS error.
+    lookup gives a single result with `address=None` and a DNS error. An
+    address that the address policy of `settings` blocks gets its result
+    without a connection.
     """
     addresses = await resolve_addresses(endpoint, settings, resolver)
     if isinstance(addresses, ProbeResult):
         return [addresses]
 
+    # A blocked address keeps its place in the order of the results.
+    blocked = {a: blocked_result(endpoint, a, settings) for a in addresses}
     async with asyncio.TaskGroup() as group:
-        tasks = [
-            group.create_task(probe_address(endpoint, address, settings))
-            for address in addresses
-        ]
-    return [task.result() for task in tasks]
+        tasks = {
+            address: group.create_task(probe_address(endpoint, address, settings))
+            for address, result in blocked.items()
+            if result is None
+        }
+    results = []
+    for address, result in blocked.items():
+        results.append(tasks[address].result() if result is None else result)
+    return results
+
+
+def blocked_result(
+    endpoint: Endpoint, address: str, settings: ProbeSettings
+) -> ProbeResult | None:
+    """Return the result for an address the policy blocks, `None` if allowed.
+
+    The check runs on the very address that `probe_address` would connect
+    to, after resolution, so a second DNS answer cannot bypass it.
+    """
+    if settings.allow_private_addresses:
+        return None
+    kind = private_address_kind(address)
+    if kind is None:
+        return None
+    message = blocked_address_message(endpoint.target, address, kind)
+    logger.debug("not probing %s at %s: %s", endpoint.target, address, message)
+    error = ProbeError(ErrorReason.ADDRESS_NOT_ALLOWED, message)
+    return ProbeResult(endpoint=endpoint, address=address, error=error)
 
 
 async def probe_many(
@@ -115,9 +143,14 @@ class _ProbeRun:
             return [step]
 
         endpoint, addresses = step
+        blocked = []
         for address in addresses:
-            self._start(self._probe(endpoint, address))
-        return []
+            result = blocked_result(endpoint, address, self._settings)
+            if result is None:
+                self._start(self._probe(endpoint, address))
+            else:
+                blocked.append(result)
+        return blocked
 
     async def cancel(self) -> None:
         """Cancel every task still running and wait until they have ended."""

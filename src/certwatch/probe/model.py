@@ -22,6 +22,7 @@ class ErrorReason(enum.StrEnum):
     NO_CERTIFICATE = "no_certificate"
     INVALID_TARGET = "invalid_target"
     FILE_ERROR = "file_error"
+    ADDRESS_NOT_ALLOWED = "address_not_allowed"
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,16 @@ class ProbeError:
 
 @dataclass(frozen=True)
 class ProbeSettings:
-    """How to probe: the deadline per address and the concurrency bound."""
+    """How to probe: the deadline per address, concurrency and address policy.
+
+    With `allow_private_addresses` false, the probe connects only to public
+    addresses (see `certwatch.netpolicy`); any other resolved or pinned
+    address gets a result with `ErrorReason.ADDRESS_NOT_ALLOWED` instead.
+    """
 
     timeout: float = 10.0
     concurrency: int = 100
+    allow_private_addresses: bool = True
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.timeout) and self.timeout > 0):

@@ -1,6 +1,7 @@
 """Accounts of the web service: users, login sessions, memberships, invitations.
 
-Login sessions and invitations are identified by random tokens that only
+Login sessions, invitations and the links sent by email (to verify an
+address or reset a password) are identified by random tokens that only
 their holder has. The store keeps the SHA-256 of each token, which is
 enough because the tokens are too long to guess, so a copy of the database
 lets nobody log in or join a team. The caller commits.
@@ -20,6 +21,7 @@ from certwatch.store.errors import StoreError
 from certwatch.store.models import (
     DEFAULT_TEAM,
     ROLES,
+    AccountTokenRow,
     InvitationRow,
     MembershipRow,
     SessionRow,
@@ -29,6 +31,9 @@ from certwatch.store.models import (
 
 TOKEN_BYTES = 32
 
+TOKEN_PURPOSES = ("verify", "reset")
+"""`verify` links confirm an email address, `reset` links set a new password."""
+
 
 class AccountError(StoreError):
     """An account request that the store rejects, such as a taken email address."""
@@ -36,18 +41,25 @@ class AccountError(StoreError):
 
 @dataclass(frozen=True)
 class User:
-    """An account. `locked_until` is `None` unless failed logins locked it."""
+    """An account. `locked_until` is `None` unless failed logins locked it.
+
+    `email_verified_at` is `None` until the address is verified.
+    """
 
     id: int
     email: str
     password_hash: str
     is_admin: bool
     locked_until: datetime | None
+    email_verified_at: datetime | None = None
 
 
 @dataclass(frozen=True)
 class LoginSession:
-    """A valid login session with its user."""
+    """A valid login session with its user.
+
+    `email_verified_at` is `None` while the user's address is not verified.
+    """
 
     token_sha256: str
     user_id: int
@@ -55,6 +67,7 @@ class LoginSession:
     is_admin: bool
     csrf_secret: str
     expires_at: datetime
+    email_verified_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -219,6 +232,7 @@ def find_session(session: Session, token: str, *, now: datetime) -> LoginSession
         is_admin=user.is_admin,
         csrf_secret=login.csrf_secret,
         expires_at=login.expires_at,
+        email_verified_at=user.email_verified_at,
     )
 
 
@@ -343,10 +357,168 @@ def accept_invitation(
     add_membership(session, user_id, invitation.team_id, invitation.role, now=now)
 
 
+@dataclass(frozen=True)
+class AccountToken:
+    """A link sent by email that can still be used, with its account."""
+
+    id: int
+    user_id: int
+    purpose: str
+    email: str
+    expires_at: datetime
+
+
+def create_account_token(
+    session: Session,
+    user_id: int,
+    purpose: str,
+    email: str,
+    *,
+    now: datetime,
+    lifetime: timedelta,
+) -> str:
+    """Store a `verify` or `reset` link for the account and return its token.
+
+    `email` is the address the link goes to; the link stops working when
+    the account's address is no longer this one.
+    """
+    _check_purpose(purpose)
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    session.add(
+        AccountTokenRow(
+            user_id=user_id,
+            purpose=purpose,
+            token_sha256=token_sha256(token),
+            email=normalize_email(email),
+            created_at=now,
+            expires_at=now + lifetime,
+        )
+    )
+    session.flush()
+    return token
+
+
+def find_account_token(
+    session: Session, token: str, purpose: str, *, now: datetime
+) -> AccountToken | None:
+    """Return the link of a token for `purpose`, `None` when it cannot be used.
+
+    A link cannot be used when it is unknown, made for the other purpose,
+    used, expired, or sent to an address that the account no longer has.
+    """
+    _check_purpose(purpose)
+    if not token:
+        return None
+    row = session.scalar(
+        select(AccountTokenRow)
+        .join(UserRow, UserRow.id == AccountTokenRow.user_id)
+        .where(
+            AccountTokenRow.token_sha256 == token_sha256(token),
+            AccountTokenRow.purpose == purpose,
+            AccountTokenRow.used_at.is_(None),
+            AccountTokenRow.expires_at > now,
+            AccountTokenRow.email == UserRow.email,
+        )
+    )
+    if row is None:
+        return None
+    return AccountToken(row.id, row.user_id, row.purpose, row.email, row.expires_at)
+
+
+def use_account_token(session: Session, token: AccountToken, *, now: datetime) -> None:
+    """Mark the link used, so that it works once.
+
+    Raises:
+        AccountError: the link was used meanwhile, by another request.
+    """
+    used = session.execute(
+        update(AccountTokenRow)
+        .where(AccountTokenRow.id == token.id, AccountTokenRow.used_at.is_(None))
+        .values(used_at=now)
+    )
+    if used.rowcount != 1:  # type: ignore[attr-defined]
+        raise AccountError("This link has been used already.")
+
+
+def delete_account_token(session: Session, token: str) -> None:
+    """Delete a link that was never delivered, so it neither works nor counts."""
+    session.execute(
+        delete(AccountTokenRow).where(
+            AccountTokenRow.token_sha256 == token_sha256(token)
+        )
+    )
+
+
+def latest_account_token_at(
+    session: Session, user_id: int, purpose: str
+) -> datetime | None:
+    """Return when the account's latest link for `purpose` was made, if any."""
+    _check_purpose(purpose)
+    return session.scalar(
+        select(func.max(AccountTokenRow.created_at)).where(
+            AccountTokenRow.user_id == user_id, AccountTokenRow.purpose == purpose
+        )
+    )
+
+
+def mark_email_verified(session: Session, user_id: int, *, now: datetime) -> None:
+    """Record that the account's address is verified, unless it is already."""
+    session.execute(
+        update(UserRow)
+        .where(UserRow.id == user_id, UserRow.email_verified_at.is_(None))
+        .values(email_verified_at=now)
+    )
+
+
+def reset_password(
+    session: Session, user_id: int, password_hash: str, *, now: datetime
+) -> None:
+    """Store a new password hash, end every login session and unlock the account.
+
+    The account's other unused reset links stop working too. A reset link
+    reached the account's mailbox, so the address also counts as verified.
+    """
+    session.execute(
+        update(UserRow)
+        .where(UserRow.id == user_id)
+        .values(
+            password_hash=password_hash,
+            failed_logins=0,
+            first_failed_at=None,
+            locked_until=None,
+        )
+    )
+    mark_email_verified(session, user_id, now=now)
+    session.execute(delete(SessionRow).where(SessionRow.user_id == user_id))
+    session.execute(
+        update(AccountTokenRow)
+        .where(
+            AccountTokenRow.user_id == user_id,
+            AccountTokenRow.purpose == "reset",
+            AccountTokenRow.used_at.is_(None),
+        )
+        .values(used_at=now)
+    )
+
+
+def _check_purpose(purpose: str) -> None:
+    if purpose not in TOKEN_PURPOSES:
+        raise ValueError(
+            f"Unknown link purpose {purpose!r}: use one of {', '.join(TOKEN_PURPOSES)}."
+        )
+
+
 def _check_role(role: str) -> None:
     if role not in ROLES:
         raise AccountError(f"Unknown role {role!r}: use one of {', '.join(ROLES)}.")
 
 
 def _user(row: UserRow) -> User:
-    return User(row.id, row.email, row.password_hash, row.is_admin, row.locked_until)
+    return User(
+        row.id,
+        row.email,
+        row.password_hash,
+        row.is_admin,
+        row.locked_until,
+        row.email_verified_at,
+    )

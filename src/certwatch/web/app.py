@@ -13,14 +13,31 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.middleware.gzip import GZipMiddleware
 
 from certwatch import __version__
-from certwatch.web import accounts, calendar_feed, health, metrics, pages, teams
+from certwatch.web import (
+    accounts,
+    ack_links,
+    alert_pages,
+    api,
+    api_tokens,
+    calendar_feed,
+    certificate_pages,
+    dashboard,
+    endpoint_new,
+    endpoint_pages,
+    health,
+    metrics,
+    pages,
+    team_settings,
+    teams,
+)
 from certwatch.web.auth import LoginRequired
 from certwatch.web.dependencies import Clock, SessionFactory, WebContext, web_context
+from certwatch.web.errors import error_response, install_error_pages
 from certwatch.web.settings import WebSettings
 
 # Responses smaller than this are sent as they are: compressing them saves
@@ -48,7 +65,8 @@ def create_app(
         title="certwatch",
         version=__version__,
         summary="Watch TLS certificates so that none expires unnoticed.",
-        docs_url="/docs",
+        # /docs is served by api_docs.py from a local copy of Swagger UI.
+        docs_url=None,
         redoc_url=None,
         # A trailing-slash redirect would be built from the Host header,
         # which a client chooses.
@@ -64,6 +82,7 @@ def create_app(
     )
     app.add_exception_handler(SQLAlchemyError, _database_unavailable)
     app.add_exception_handler(LoginRequired, _login_required)
+    install_error_pages(app)
     for router in (
         pages.router,
         health.router,
@@ -71,12 +90,21 @@ def create_app(
         calendar_feed.router,
         accounts.router,
         teams.router,
+        certificate_pages.router,
+        alert_pages.router,
+        team_settings.router,
+        dashboard.router,
+        endpoint_pages.router,
+        endpoint_new.router,
+        ack_links.router,
     ):
         app.include_router(router)
+    api.install(app)
+    app.include_router(api_tokens.router)
     return app
 
 
-def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+def _database_unavailable(request: Request, exc: Exception) -> Response:
     """Return 503 when a handler's query fails, and log the error only.
 
     The message of a database error can name servers, users and SQL, which
@@ -87,9 +115,8 @@ def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     route = request.scope.get("route")
     where = getattr(route, "path", "a request")
     web_context(request).failures.failed(where, exc)
-    return JSONResponse(
-        {"detail": "The inventory database cannot be read; try again later."},
-        status_code=503,
+    return error_response(
+        request, 503, "The inventory database cannot be read; try again later."
     )
 
 

@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from certwatch.monitor.instant import ScanSetup
 from certwatch.web.ratelimit import AddressLimiter
 from certwatch.web.settings import WebSettings
 
@@ -70,6 +71,8 @@ class WebContext:
     now_fn: Clock
     failures: FailureLog = field(default_factory=FailureLog)
     login_addresses: AddressLimiter = field(default_factory=AddressLimiter)
+    # How the add form and the API probe new endpoints at once.
+    scans: ScanSetup = field(default_factory=ScanSetup)
 
 
 def web_context(request: Request) -> WebContext:

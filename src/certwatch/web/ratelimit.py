@@ -1,4 +1,4 @@
-"""The limit on failed logins per client address, kept in memory.
+"""Limits kept in memory: failed logins per address, requests per caller.
 
 The per-account limit lives in the store (`users.failed_logins`), so it
 applies across processes. This one slows a client that tries many accounts
@@ -8,6 +8,7 @@ enough to make guessing slow.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import deque
 from datetime import datetime, timedelta
@@ -58,3 +59,49 @@ class AddressLimiter:
         while failures and now - failures[0] >= self._window:
             failures.popleft()
         return failures
+
+
+REQUEST_WINDOW = timedelta(minutes=1)
+# Past this many callers, the one seen longest ago is forgotten, as above.
+MAX_TRACKED_CALLERS = 10_000
+
+
+class RequestLimiter:
+    """Count requests per caller (a user, a login session or an API token).
+
+    A caller may send `limit` requests in any window of `REQUEST_WINDOW`;
+    `admit` tells how long a caller over the limit must wait. Like
+    `AddressLimiter`, the counts are per process and kept in memory.
+    """
+
+    def __init__(
+        self,
+        limit: int,
+        window: timedelta = REQUEST_WINDOW,
+        max_callers: int = MAX_TRACKED_CALLERS,
+    ) -> None:
+        self.limit = limit
+        self._window = window
+        self._max_callers = max_callers
+        self._lock = threading.Lock()
+        self._requests: dict[str, deque[datetime]] = {}
+
+    def admit(self, caller: str, now: datetime) -> int | None:
+        """Count a request; return `None` to serve it, else seconds to wait.
+
+        A rejected request is not counted, so a caller that keeps retrying
+        is served again once its oldest request leaves the window.
+        """
+        with self._lock:
+            requests = self._requests.pop(caller, None) or deque()
+            while requests and now - requests[0] >= self._window:
+                requests.popleft()
+            # Re-inserting keeps the dict ordered by latest request.
+            self._requests[caller] = requests
+            while len(self._requests) > self._max_callers:
+                del self._requests[next(iter(self._requests))]
+            if len(requests) >= self.limit:
+                wait = self._window - (now - requests[0])
+                return max(1, math.ceil(wait.total_seconds()))
+            requests.append(now)
+            return None

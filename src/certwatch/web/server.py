@@ -22,15 +22,17 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 
 import uvicorn
 from fastapi import FastAPI
 
 from certwatch.errors import CertwatchError
 from certwatch.monitor.cycle import Clock, SessionFactory
+from certwatch.monitor.instant import ScanSetup
 from certwatch.monitor.serve import serve
 from certwatch.monitor.settings import MonitorSettings
-from certwatch.probe.resolve import Resolver
+from certwatch.probe.resolve import Resolver, SystemResolver
 from certwatch.web.app import create_app
 from certwatch.web.heartbeat import AfterCycle, recording_cycles
 from certwatch.web.settings import (
@@ -73,8 +75,11 @@ def run_web_and_monitor(
     The arguments from `now_fn` to `after_cycle` go to
     `certwatch.monitor.serve.serve`; each completed cycle is also recorded
     as the monitor's heartbeat before `after_cycle` runs. With
-    `web.disabled` only the monitor runs. `on_listening` is called with
-    the bound host and port once the web socket accepts connections.
+    `web.disabled` only the monitor runs. The monitor probes under the
+    address policy of `web.allow_private_targets`, and the web service's
+    instant scans use `settings`, `policy` and `resolver` too.
+    `on_listening` is called with the bound host and port once the web
+    socket accepts connections.
     Returns the number of cycles run.
 
     Raises:
@@ -84,6 +89,11 @@ def run_web_and_monitor(
         StoreError: as `serve` raises it; the web service is stopped first.
     """
     hook = recording_cycles(after_cycle, now_fn)
+    # The monitor's later scans of stored endpoints obey the same address
+    # policy as the add form, so a name that now resolves to a private
+    # address is not probed either.
+    probe = replace(settings.probe, allow_private_addresses=web.allow_private_targets)
+    settings = replace(settings, probe=probe)
 
     def monitor() -> int:
         return serve(
@@ -102,7 +112,12 @@ def run_web_and_monitor(
         logger.info("web service disabled by CERTWATCH_WEB_DISABLED")
         return monitor()
 
-    server = WebServer(create_app(sessions, web, now_fn=now_fn), web)
+    app = create_app(sessions, web, now_fn=now_fn)
+    scans = ScanSetup(
+        monitor=settings, policy=policy, resolver=resolver or SystemResolver()
+    )
+    app.state.certwatch = replace(app.state.certwatch, scans=scans)
+    server = WebServer(app, web)
     with server.running(stop):
         if on_listening is not None:
             on_listening(server.host, server.port)

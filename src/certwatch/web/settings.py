@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from certwatch.errors import CertwatchError
+from certwatch.netpolicy import ALLOW_PRIVATE_VARIABLE
 
 HOST_VARIABLE = "CERTWATCH_WEB_HOST"
 PORT_VARIABLE = "CERTWATCH_WEB_PORT"
@@ -17,9 +18,17 @@ TOKEN_VARIABLE = "CERTWATCH_METRICS_TOKEN"
 DISABLED_VARIABLE = "CERTWATCH_WEB_DISABLED"
 PUBLIC_URL_VARIABLE = "CERTWATCH_WEB_PUBLIC_URL"
 SIGNUP_VARIABLE = "CERTWATCH_WEB_SIGNUP"
+ENDPOINT_LIMIT_VARIABLE = "CERTWATCH_TEAM_ENDPOINT_LIMIT"
+REQUEST_LIMIT_VARIABLE = "CERTWATCH_WEB_REQUESTS_PER_MINUTE"
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
+# With open sign-up, anyone can make a team, so each team's inventory is
+# bounded by default; an invite-only site trusts its users.
+OPEN_SIGNUP_ENDPOINT_LIMIT = 1000
+# A person clicking through pages sends a few requests a minute, and a
+# script that lists and updates endpoints one by one stays well below this.
+DEFAULT_REQUESTS_PER_MINUTE = 120
 
 SIGNUP_MODES = ("invite", "open")
 """`invite`: after the first account, sign-up needs an invitation; `open`: anyone."""
@@ -48,6 +57,13 @@ class WebSettings:
     the calendar URLs that certwatch prints; `None` means the listening
     address. `port` 0 lets the system pick a free port. `signup` is one of
     `SIGNUP_MODES`.
+
+    `allow_private_targets` lets the probe reach loopback, private and
+    other non-public addresses. `team_endpoint_limit` bounds the endpoints
+    of a team whose own limit is unset (`None`: no bound).
+    `requests_per_minute` bounds the API requests and form posts of each
+    user and API token. The field defaults suit an invite-only site;
+    `load_web_settings` picks safer ones for open sign-up.
     """
 
     host: str = DEFAULT_HOST
@@ -56,6 +72,9 @@ class WebSettings:
     disabled: bool = False
     public_url: str | None = None
     signup: str = "invite"
+    allow_private_targets: bool = True
+    team_endpoint_limit: int | None = None
+    requests_per_minute: int = DEFAULT_REQUESTS_PER_MINUTE
 
     def base_url(self) -> str:
         """Return the URL that printed links start with, without a final `/`."""
@@ -76,13 +95,23 @@ def load_web_settings(environ: Mapping[str, str] = os.environ) -> WebSettings:
     Raises:
         WebSettingsError: a variable is invalid; the message names it.
     """
+    signup = _signup(environ.get(SIGNUP_VARIABLE))
+    open_signup = signup == "open"
     return WebSettings(
         host=_host(environ.get(HOST_VARIABLE)),
         port=_port(environ.get(PORT_VARIABLE)),
         metrics_token=_token(environ.get(TOKEN_VARIABLE)),
         disabled=_flag(environ.get(DISABLED_VARIABLE)),
         public_url=_public_url(environ.get(PUBLIC_URL_VARIABLE)),
-        signup=_signup(environ.get(SIGNUP_VARIABLE)),
+        signup=signup,
+        allow_private_targets=_allow_private(
+            environ.get(ALLOW_PRIVATE_VARIABLE), default=not open_signup
+        ),
+        team_endpoint_limit=_endpoint_limit(
+            environ.get(ENDPOINT_LIMIT_VARIABLE),
+            default=OPEN_SIGNUP_ENDPOINT_LIMIT if open_signup else None,
+        ),
+        requests_per_minute=_requests_per_minute(environ.get(REQUEST_LIMIT_VARIABLE)),
     )
 
 
@@ -173,3 +202,47 @@ def _signup(text: str | None) -> str:
             "sign up)."
         )
     return mode
+
+
+def _allow_private(text: str | None, *, default: bool) -> bool:
+    if text is None or not text.strip():
+        return default
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise WebSettingsError(
+        f"{ALLOW_PRIVATE_VARIABLE}={text!r} is not true or false: set it to true "
+        "to let anyone who can add targets probe loopback and private "
+        "addresses (fit for a site of trusted users), or to false to probe "
+        "public addresses only."
+    )
+
+
+def _endpoint_limit(text: str | None, *, default: int | None) -> int | None:
+    if text is None or not text.strip():
+        return default
+    value = text.strip().lower()
+    if value == "none":
+        return None
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    raise WebSettingsError(
+        f"{ENDPOINT_LIMIT_VARIABLE}={text!r} is not a limit: set it to the "
+        "maximum number of endpoints per team, such as "
+        f"{OPEN_SIGNUP_ENDPOINT_LIMIT}, or to none for no limit."
+    )
+
+
+def _requests_per_minute(text: str | None) -> int:
+    if text is None or not text.strip():
+        return DEFAULT_REQUESTS_PER_MINUTE
+    value = text.strip()
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    raise WebSettingsError(
+        f"{REQUEST_LIMIT_VARIABLE}={text!r} is not a number of requests: set it "
+        "to the number of API requests and form posts a user or API token may "
+        f"send per minute, such as {DEFAULT_REQUESTS_PER_MINUTE}."
+    )

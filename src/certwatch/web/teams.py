@@ -26,6 +26,14 @@ from certwatch.store.accounts import (
     user_teams,
 )
 from certwatch.store.models import ROLES
+from certwatch.web.account_emails import (
+    AccountMail,
+    Mail,
+    invitation_email,
+    link_base,
+    send_account_email,
+    unverified_problem,
+)
 from certwatch.web.accounts import (
     INVITATION_INVALID,
     email_problem,
@@ -61,16 +69,24 @@ def invite(
     request: Request,
     context: Context,
     login: CurrentUser,
+    mail: Mail,
     form: FormBody,
     team_id: int,
 ) -> HTMLResponse:
-    """Make an invitation to the team and show its link; owners only."""
+    """Make an invitation to the team, show its link and email it; owners only.
+
+    On a site with a mail server, an owner whose address is not verified
+    cannot invite, because the invitation email goes to an address of the
+    owner's choice.
+    """
     check_csrf(request, form, login)
     email = normalize_email(form.get("email"))
     role = form.get("role")
     problem = email_problem(email)
     if problem is None and role not in ROLES:
         problem = f"Unknown role {role!r}: choose one of {', '.join(ROLES)}."
+    if problem is None:
+        problem = unverified_problem(mail, login)
 
     with context.sessions() as session, session.begin():
         require_role(session, login, team_id, "owner")
@@ -90,15 +106,44 @@ def invite(
         return _team_page(
             request, context, login, team_id, {"error": problem}, status_code=400
         )
-    # NOTE: the link is shown to the owner only; sending it by email is
-    # not built yet.
     values = {
         "invitation_url": f"{_base_url(request, context)}/signup?invitation="
         f"{quote(token)}",
         "invited_email": email,
         "invitation_days": INVITATION_LIFETIME.days,
+        "invitation_mail": _send_invitation(
+            context, mail, login, team_id, email, role, token
+        ),
     }
     return _team_page(request, context, login, team_id, values)
+
+
+def _send_invitation(
+    context: WebContext,
+    mail: AccountMail,
+    login: LoginSession,
+    team_id: int,
+    email: str,
+    role: str,
+    token: str,
+) -> str:
+    """Email the invitation link if the site has a mail server; describe the outcome."""
+    if mail.smtp is None:
+        return (
+            "This site has no mail server, so no email was sent: send them the "
+            "link yourself."
+        )
+    with context.sessions() as session:
+        team = team_name(session, team_id) or ""
+    link = f"{link_base(context)}/signup?invitation={quote(token)}"
+    message = invitation_email(link, team, role, login.email, INVITATION_LIFETIME.days)
+    outcome = send_account_email(mail.smtp, email, message, now=context.now_fn())
+    if outcome.delivered:
+        return f"The link was sent by email to {email}."
+    return (
+        f"The invitation email to {email} could not be sent ({outcome.reason}): "
+        "send them the link yourself."
+    )
 
 
 @router.get("/invitations/accept", response_class=HTMLResponse)

@@ -5,6 +5,9 @@ Its Message-ID is derived from the notice's idempotency key and its Date
 is the notice's `generated_at`, so a retried message is byte-for-byte the
 same and a receiver can drop a duplicate by its Message-ID. The key itself
 is sent in the `X-Certwatch-Key` header.
+
+`send_email_message` sends any prepared message with the same client and
+error handling; the web service sends its account emails through it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import aiosmtplib
 
 from certwatch.alerts.channels.outcome import DeliveryOutcome
 from certwatch.alerts.message import Notice
-from certwatch.alerts.render import clean, render_message
+from certwatch.alerts.render import AckUrl, clean, render_message
 from certwatch.alerts.settings import SmtpSecurity, SmtpSettings, tls_context
 
 KEY_HEADER = "X-Certwatch-Key"
@@ -29,24 +32,41 @@ KEY_HEADER = "X-Certwatch-Key"
 EVENT_HEADER = "X-Certwatch-Event"
 """The email header that carries the notice's event kind."""
 
+NO_SMTP_REASON = (
+    "no SMTP server is configured; set CERTWATCH_SMTP_HOST and CERTWATCH_SMTP_FROM"
+)
+"""The reason of a failed email delivery when no SMTP server is configured."""
+
 # SMTP reply codes from 500 on are permanent failures (RFC 5321, 4.2.1).
 _PERMANENT_CODE = 500
 
 
 async def send_email(
-    recipient: str, notice: Notice, smtp: SmtpSettings | None
+    recipient: str,
+    notice: Notice,
+    smtp: SmtpSettings | None,
+    ack_url: AckUrl | None = None,
 ) -> DeliveryOutcome:
     """Send `notice` to the address `recipient` through the SMTP server `smtp`.
 
+    With `ack_url`, each item of an open alert carries its acknowledge link.
     A network or SMTP failure is returned as an outcome, with the reason and
     whether a retry may help, rather than raised.
     """
     if smtp is None:
-        return DeliveryOutcome.transient(
-            "no SMTP server is configured; set CERTWATCH_SMTP_HOST and "
-            "CERTWATCH_SMTP_FROM"
-        )
-    message = build_email(notice, recipient, smtp)
+        return DeliveryOutcome.transient(NO_SMTP_REASON)
+    message = build_email(notice, recipient, smtp, ack_url)
+    return await send_email_message(message, recipient, smtp)
+
+
+async def send_email_message(
+    message: EmailMessage, recipient: str, smtp: SmtpSettings
+) -> DeliveryOutcome:
+    """Send a prepared `message` to `recipient` through the SMTP server `smtp`.
+
+    Failures are returned as outcomes, as `send_email` returns them, with
+    the SMTP password removed from every reason.
+    """
     try:
         response = await _send(message, recipient, smtp)
     except aiosmtplib.SMTPRecipientsRefused as exc:
@@ -60,9 +80,14 @@ async def send_email(
     )
 
 
-def build_email(notice: Notice, recipient: str, smtp: SmtpSettings) -> EmailMessage:
+def build_email(
+    notice: Notice,
+    recipient: str,
+    smtp: SmtpSettings,
+    ack_url: AckUrl | None = None,
+) -> EmailMessage:
     """Build the email for `notice` to `recipient`, From `smtp.sender`."""
-    rendered = render_message(notice)
+    rendered = render_message(notice, ack_url)
     message = EmailMessage()
     message["Subject"] = rendered.subject
     message["From"] = smtp.sender
