@@ -10,6 +10,7 @@ from certwatch.commands.history import history_command
 from certwatch.commands.inventory import add_command, remove_command
 from certwatch.commands.listing import list_command
 from certwatch.commands.transfer import export_command, import_command
+from certwatch.commands.users import USER_COMMANDS
 from certwatch.commands.web import team_calendar_command
 
 INVENTORY_COMMANDS = (
@@ -22,6 +23,7 @@ INVENTORY_COMMANDS = (
     where_command,
     history_command,
     *ALERTING_COMMANDS,
+    *USER_COMMANDS,
 )
 
 

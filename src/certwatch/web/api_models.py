@@ -117,7 +117,7 @@ class ResultOut(BaseModel):
             error_reason=str(result.error.reason) if result.error else None,
             error=result.error.message if result.error else None,
             findings=[
-                FindingOut(code=f.code, severity=str(f.severity), message=f.message)
+                FindingOut(code=f.code, severity=f.severity.label, message=f.message)
                 for f in result.findings
             ],
         )
