@@ -52,11 +52,17 @@ def test_alerts_acknowledge_expiry_alert(
     expiry.get_by_role("button", name=re.compile(r"^Acknowledge alert \d+")).click()
 
     expect(page).to_have_url(re.compile(r"state=acknowledged"))
-    expect(page.get_by_role("status")).to_contain_text("is acknowledged until")
+    expect(page.get_by_role("status")).to_contain_text(
+        f"is acknowledged by {EMAIL}: no more reminders are sent until"
+    )
     expect(state_tab(page, "Open")).to_have_text(f"Open ({open_count - 1})")
     expect(state_tab(page, "Acknowledged")).to_have_text("Acknowledged (1)")
     acknowledged = alert_section(page, "expiring_soon")
     expect(acknowledged).to_have_count(1)
+    expect(acknowledged.locator(".alert-facts")).to_contain_text(
+        f"Acknowledged by {EMAIL}"
+    )
+    acknowledged.locator("summary").click()
     expect(
         acknowledged.get_by_role("row").filter(
             has=page.get_by_role("rowheader", name="Acknowledged")

@@ -426,7 +426,7 @@ def test_alerts_lists_open_by_default(certwatch: Certwatch) -> None:
     assert alert["resolved_at"] is None
     assert alert["acknowledged_until"] is None
     assert "expiring_soon" in table
-    assert "1 open alerts." in table
+    assert "1 open alert." in table
 
 
 def test_alerts_all_and_failed_exclusive(certwatch: Certwatch) -> None:

@@ -15,6 +15,7 @@ from certwatch.store.api_tokens import (
     create_api_token,
     find_api_token,
     list_api_tokens,
+    record_token_use,
     revoke_api_token,
     token_sha256,
 )
@@ -86,6 +87,27 @@ def test_find_api_token_grant_and_use(session: Session) -> None:
     find_api_token(session, secret, now=NOW + LAST_USED_PRECISION)
     session.commit()
     assert list_api_tokens(session, alpha)[0].last_used_at == NOW + LAST_USED_PRECISION
+
+
+def test_find_api_token_read_only(session: Session) -> None:
+    alpha, _, user = make_teams(session)
+    _, secret = create_api_token(
+        session, alpha, name="ci", role="viewer", created_by=user, now=NOW
+    )
+    session.commit()
+
+    grant = find_api_token(session, secret, now=NOW, record_use=False)
+    session.commit()
+
+    assert grant is not None
+    assert grant.use_due is True
+    assert list_api_tokens(session, alpha)[0].last_used_at is None
+    record_token_use(session, grant.token_id, now=NOW)
+    session.commit()
+    assert list_api_tokens(session, alpha)[0].last_used_at == NOW
+    again = find_api_token(session, secret, now=NOW, record_use=False)
+    assert again is not None
+    assert again.use_due is False
 
 
 def test_find_api_token_rejects(session: Session) -> None:

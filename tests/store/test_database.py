@@ -133,7 +133,7 @@ def test_upgrade_empty_database(empty_database_url: str) -> None:
         with Session(engine) as session:
             teams = session.execute(select(TeamRow.name, TeamRow.created_at)).all()
             version = session.execute(text("SELECT version_num FROM alembic_version"))
-            assert version.scalar_one() == "0007"
+            assert version.scalar_one() == "0008"
     finally:
         engine.dispose()
 

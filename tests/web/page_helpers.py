@@ -104,7 +104,8 @@ class Inventory:
 
     Team `web` serves `pki.leaf` at www and api (one port), and `pki.other`
     in a file. Team `ops` serves `pki.renewed`, which supersedes
-    `pki.leaf`, so the leaf is stale at web's two addresses.
+    `pki.leaf`; the leaf is not stale at web's addresses, because only the
+    addresses of one team are compared.
     """
 
     web: int

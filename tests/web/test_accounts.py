@@ -175,7 +175,8 @@ def test_signup_open_mode_makes_plain_account(
     teams = visitor.client.get("/teams")
 
     assert response.status_code == 303
-    assert "You belong to no team yet" in teams.text
+    assert ">visitor@example.test</a> (owner)" in teams.text
+    assert ">default</a>" not in teams.text
     with sessions() as session:
         user = find_user(session, "visitor@example.test")
     assert user is not None

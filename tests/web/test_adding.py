@@ -135,9 +135,10 @@ def test_add_endpoints_again_updates(
 
     again = add_endpoints(context, teams[0], [f"https://{target}/", target])
 
-    [added] = again.added
-    assert added.endpoint_id == first.added[0].endpoint_id
-    assert not added.created
+    assert [item.target for item in again.added] == [f"https://{target}/", target]
+    assert {item.endpoint_id for item in again.added} == {first.added[0].endpoint_id}
+    assert not any(item.created for item in again.added)
+    assert again.rejected == []
     assert endpoint_count(sessions) == 1
 
 
@@ -287,7 +288,7 @@ def test_add_endpoints_site_limit(
     assert endpoint_count(sessions) == 0
 
 
-def test_add_endpoints_other_team_endpoint(
+def test_add_endpoints_same_target_two_teams(
     sessions: sessionmaker[Session],
     clock: Clock,
     pki: Pki,
@@ -296,17 +297,67 @@ def test_add_endpoints_other_team_endpoint(
 ) -> None:
     context = make_context(sessions, clock, pki)
     target = f"127.0.0.1:{server.port}"
-    first = add_endpoints(context, teams[0], [target])
+    first = add_endpoints(context, teams[0], [target], tags=["alpha-tag"])
 
-    report = add_endpoints(context, teams[1], [target])
+    report = add_endpoints(context, teams[1], [target], tags=["beta-tag"])
+
+    assert report.rejected == []
+    [added] = report.added
+    assert added.created
+    assert added.endpoint_id != first.added[0].endpoint_id
+    assert added.results[0].days_left == 60
+    with sessions() as session:
+        alpha = get_endpoint(session, first.added[0].endpoint_id)
+        beta = get_endpoint(session, added.endpoint_id)
+    assert alpha is not None
+    assert beta is not None
+    assert (alpha.team, alpha.tags) == ("alpha", ("alpha-tag",))
+    assert (beta.team, beta.tags) == ("beta", ("beta-tag",))
+    assert endpoint_count(sessions) == 2
+
+
+def test_add_endpoints_spellings_of_one_endpoint(
+    sessions: sessionmaker[Session],
+    clock: Clock,
+    pki: Pki,
+    server: LocalServer,
+    teams: tuple[int, int],
+) -> None:
+    context = make_context(sessions, clock, pki)
+    texts = [
+        f"{NAME}:{server.port}",
+        f"{NAME.upper()}.:{server.port}",
+        f"https://{NAME}:{server.port}/health",
+    ]
+
+    report = add_endpoints(context, teams[0], texts)
+
+    assert report.rejected == []
+    assert [item.target for item in report.added] == texts
+    assert len({item.endpoint_id for item in report.added}) == 1
+    assert [item.created for item in report.added] == [True, False, False]
+    for item in report.added:
+        assert [result.days_left for result in item.results] == [60]
+    assert endpoint_count(sessions) == 1
+
+
+def test_add_endpoints_spellings_of_rejected_endpoint(
+    sessions: sessionmaker[Session], clock: Clock, pki: Pki, teams: tuple[int, int]
+) -> None:
+    context = make_context(sessions, clock, pki, web=open_site())
+    texts = ["127.0.0.1:8443", "https://127.0.0.1:8443/path"]
+
+    report = add_endpoints(context, teams[0], texts)
 
     assert report.added == []
-    [rejected] = report.rejected
-    assert "watched by another team" in rejected.reason
-    with sessions() as session:
-        record = get_endpoint(session, first.added[0].endpoint_id)
-    assert record is not None
-    assert record.team == "alpha"
+    assert [item.text for item in report.rejected] == texts
+    first, alias = report.rejected
+    assert "loopback" in first.reason
+    assert alias.reason.startswith(
+        "'https://127.0.0.1:8443/path' is the same endpoint as '127.0.0.1:8443': "
+    )
+    assert "loopback" in alias.reason
+    assert endpoint_count(sessions) == 0
 
 
 def test_add_endpoints_request_errors(
@@ -321,6 +372,10 @@ def test_add_endpoints_request_errors(
         add_endpoints(context, teams[0], ["a.test"], protocol="gopher")
     with pytest.raises(AddingError, match="Invalid tag"):
         add_endpoints(context, teams[0], ["a.test"], tags=[" "])
+    with pytest.raises(AddingError, match=r"Invalid tag 'a\\x1b\[31m'"):
+        add_endpoints(context, teams[0], ["a.test"], tags=["a\x1b[31m"])
+    with pytest.raises(AddingError, match="give at most 20 tags"):
+        add_endpoints(context, teams[0], ["a.test"], tags=[f"t{i}" for i in range(21)])
     with pytest.raises(AddingError, match="Team 999999 not found"):
         add_endpoints(context, 999_999, ["a.test"])
     assert endpoint_count(sessions) == 0

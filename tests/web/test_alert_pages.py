@@ -39,6 +39,7 @@ from certwatch.alerts.settings import DeliverySettings
 from certwatch.cli import cli
 from certwatch.store.alerts import add_contact, newest_threshold
 from certwatch.store.models import AlertRow
+from certwatch.web.alert_pages import threshold_text
 
 StartServer = Callable[..., LocalServer]
 
@@ -230,7 +231,12 @@ def test_alert_acknowledge_like_cli(
         by_cli.acknowledged_by,
     )
     shown = member.client.get(response.headers["location"])
-    assert f"Alert {alert_id} is acknowledged until a reminder threshold" in shown.text
+    notice = html.unescape(shown.text)
+    assert (
+        f"Alert {alert_id} is acknowledged by {member.email}: no more reminders "
+        "are sent until the certificate crosses the next threshold after"
+    ) in notice
+    assert f"after “{threshold_text(threshold)}”, such as fewer days left" in notice
     assert alert_id in alert_ids(shown.text)
     assert alert_id not in alert_ids(member.client.get("/alerts").text)
 
@@ -247,7 +253,7 @@ def test_alert_snooze_like_cli(
     owner = visitors.make(
         base_url, "owner@example.test", {alerted.inventory.web: "owner"}
     )
-    alert_id = alerted.alerts[f"stale:{pki.leaf.sha256}"]
+    alert_id = alerted.alerts[f"expiry:{pki.leaf.sha256}"]
 
     response = owner.post(f"/alerts/{alert_id}/snooze", {"until": "2030-01-10"})
     by_web = stored(sessions, alert_id)

@@ -492,7 +492,7 @@ def test_api_private_address_open_site(site: Site) -> None:
         headers=bearer(site.alpha.member_token),
     )
 
-    assert response.status_code == 201
+    assert response.status_code == 422
     report = response.json()
     assert report["added"] == []
     assert [r["text"] for r in report["rejected"]] == targets

@@ -63,9 +63,11 @@ from certwatch.x509.model import CertificateFacts, Severity, Thresholds
 
 logger = logging.getLogger(__name__)
 
+# A self-signed leaf fails trust as an unknown root does, so it alerts too.
 ALERTED_FINDINGS = (
     "hostname_mismatch",
     "untrusted_root",
+    "self_signed",
     "incomplete_chain",
     "chain_expired",
     "chain_expiring",
@@ -304,8 +306,9 @@ def _expiry_incidents(
 ) -> list[Incident]:
     """Certificates served now whose expiry crossed a reminder threshold."""
     schedules = _team_schedules(session)
+    # Stale deployments are per team, so one certificate may have several.
     stale_places = {
-        item.certificate.sha256: [
+        (item.team_id, item.certificate.sha256): [
             PlaceRef(leaf.target, leaf.address, endpoint_id=leaf.endpoint_id)
             for leaf in item.stale
         ]
@@ -344,7 +347,7 @@ def _expiry_incidents(
                 names=served.names,
                 not_after=served.not_after,
                 days_left=left,
-                stale_places=stale_places.get(served.sha256, []),
+                stale_places=stale_places.get(key, []),
             )
             grouped[key] = incident
         elif len(crossed) > len(incident.thresholds):

@@ -123,11 +123,15 @@ class WebhookSettings:
     `ca_file` adds trusted roots to the certifi bundle, for receivers with
     an internal CA. `proxy` is an http:// or https:// proxy URL, or `None`
     to connect directly; proxy variables of the environment are ignored.
+    `allow_private_addresses` false sends nothing to receivers at
+    loopback, private and other non-public addresses, for a site with open
+    sign-up; it is not read from the file but set by `with_receiver_policy`.
     """
 
     timeout: float = DEFAULT_WEBHOOK_TIMEOUT
     ca_file: Path | None = None
     proxy: str | None = field(default=None, repr=False)
+    allow_private_addresses: bool = True
 
     def __post_init__(self) -> None:
         _check_timeout(self.timeout, _env_name("webhook", "timeout"))
@@ -205,6 +209,22 @@ def load_delivery_settings(
         webhook=_webhook_settings(values),
         public_url=_public_url(environ.get(PUBLIC_URL_VARIABLE)),
     )
+
+
+def with_receiver_policy(
+    settings: DeliverySettings, *, allow_private: bool
+) -> DeliverySettings:
+    """Return `settings` with the address policy of the web site for receivers.
+
+    `allow_private` is the site's `CERTWATCH_ALLOW_PRIVATE_TARGETS`: when
+    false, webhook, Slack, Teams and Apprise deliveries go to public
+    addresses only. Email goes through the operator's SMTP server and is
+    not affected.
+    """
+    webhook = dataclasses.replace(
+        settings.webhook, allow_private_addresses=allow_private
+    )
+    return dataclasses.replace(settings, webhook=webhook)
 
 
 def tls_context(ca_file: Path | None) -> ssl.SSLContext:

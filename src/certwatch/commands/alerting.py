@@ -173,8 +173,9 @@ def _print_team(
     console.print(plain_text(team.name, style="bold"))
     console.print(f"  {_settings_text(team)}")
     console.print(
-        f"  {team.endpoints} endpoints, {team.file_sources} certificate files, "
-        f"{team.open_alerts} open alerts"
+        f"  {_count(team.endpoints, 'endpoint')}, "
+        f"{_count(team.file_sources, 'certificate file')}, "
+        f"{_count(team.open_alerts, 'open alert')}"
     )
     if not contacts:
         console.print(
@@ -499,8 +500,8 @@ def alerts_group(
             )
         else:
             _print_alerts(alerts, include_resolved=include_resolved)
-            state = "alerts" if include_resolved else "open alerts"
-            click.echo(f"{len(alerts)} {state}.")
+            state = "alert" if include_resolved else "open alert"
+            click.echo(f"{_count(len(alerts), state)}.")
 
 
 MAX_UNTIL_YEAR = 9998
@@ -736,3 +737,8 @@ def _delivery_document(delivery: PendingDelivery) -> dict[str, Any]:
 
 ALERTING_COMMANDS = (team_group, contact_group, notify_group, alerts_group)
 """The command groups of this module, registered on `certwatch`."""
+
+
+def _count(number: int, noun: str) -> str:
+    """Return "1 endpoint" or "3 endpoints"."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +19,7 @@ import click
 import idna
 from rich.table import Table
 from rich.text import Text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from certwatch.commands.listing import DEFAULT_LIMIT, MAX_LIMIT
@@ -47,6 +48,7 @@ from certwatch.store.deployments import (
     deployments_now,
     served_certificates,
 )
+from certwatch.store.models import TeamRow
 from certwatch.store.stale import StaleDeployment, stale_deployments
 from certwatch.x509.model import Finding
 
@@ -62,17 +64,18 @@ _HEX = re.compile(r"[0-9a-f]+")
 
 @dataclass(frozen=True)
 class PlacedCertificate:
-    """A certificate, its current places, and its `stale_deployment` finding.
+    """A certificate, its current places, and its `stale_deployment` findings.
 
     `stale` holds the (endpoint id, address) pairs that still serve the
-    certificate after a renewal reached other addresses; `finding` is `None`
-    when there are none.
+    certificate after a renewal reached other addresses of their team.
+    `findings` holds one finding per team with such addresses, and is
+    empty when there are none.
     """
 
     certificate: CertificateSummary
     deployments: tuple[Deployment, ...]
     stale: frozenset[tuple[int, str]]
-    finding: Finding | None
+    findings: tuple[Finding, ...]
 
     def is_stale(self, deployment: Deployment) -> bool:
         if deployment.endpoint_id is None or deployment.address is None:
@@ -116,7 +119,7 @@ def certificates_command(as_json: bool, expiring: int | None, limit: int) -> Non
         else:
             # Every certificate is listed: no filter is cheaper than all of them.
             stale = stale_deployments(session, now=now)
-        placed = _with_stale(page.certificates, stale)
+        placed = _with_stale(page.certificates, stale, team_names(session))
 
     with closed_pipe_ignored():
         if as_json:
@@ -128,24 +131,43 @@ def certificates_command(as_json: bool, expiring: int | None, limit: int) -> Non
 
 
 def _with_stale(
-    deployed: Sequence[DeployedCertificate], stale: Sequence[StaleDeployment]
+    deployed: Sequence[DeployedCertificate],
+    stale: Sequence[StaleDeployment],
+    teams: Mapping[int, str],
 ) -> list[PlacedCertificate]:
-    by_certificate = {item.certificate.sha256: item for item in stale}
+    by_certificate: dict[str, list[StaleDeployment]] = {}
+    for found in stale:
+        by_certificate.setdefault(found.certificate.sha256, []).append(found)
     placed = []
     for item in deployed:
-        found = by_certificate.get(item.certificate.sha256)
+        found_items = by_certificate.get(item.certificate.sha256, [])
         places = frozenset(
-            (leaf.endpoint_id, leaf.address) for leaf in (found.stale if found else ())
+            (leaf.endpoint_id, leaf.address)
+            for found in found_items
+            for leaf in found.stale
         )
+        findings = [found.finding for found in found_items]
+        if len(found_items) > 1:
+            # Each team's finding counts its own addresses, so say whose.
+            findings = [
+                replace(f, message=f"Team {teams[found.team_id]!r}: {f.message}")
+                for f, found in zip(findings, found_items, strict=True)
+            ]
         placed.append(
             PlacedCertificate(
                 certificate=item.certificate,
                 deployments=item.deployments,
                 stale=places,
-                finding=found.finding if found else None,
+                findings=tuple(findings),
             )
         )
     return placed
+
+
+def team_names(session: Session) -> dict[int, str]:
+    """Return the name of every team by id."""
+    rows = session.execute(select(TeamRow.id, TeamRow.name))
+    return {team_id: name for team_id, name in rows}
 
 
 @click.command("where")
@@ -313,7 +335,7 @@ def _placed(
         DeployedCertificate(summary, tuple(by_certificate[summary.sha256]))
         for summary in summaries
     ]
-    return _with_stale(deployed, stale)
+    return _with_stale(deployed, stale, team_names(session))
 
 
 def _place(deployment: Deployment) -> str:
@@ -333,13 +355,12 @@ def _document(
 
 
 def _placed_document(item: PlacedCertificate, now: datetime) -> dict[str, Any]:
-    finding = item.finding
     return {
         **certificate_document(item.certificate, now),
         "deployments": [
             _deployment_document(d, stale=item.is_stale(d)) for d in item.deployments
         ],
-        "findings": [] if finding is None else [finding_document(finding)],
+        "findings": [finding_document(finding) for finding in item.findings],
     }
 
 
@@ -391,12 +412,12 @@ def _print_certificates(
     console = stdout_console()
     console.print(table)
     for item in placed:
-        if item.finding is not None:
+        for finding in item.findings:
             line = Text(f"{item.certificate.sha256[:16]} ")
-            label = Text(f"{item.finding.severity.label} {item.finding.code}: ")
-            label.stylize(SEVERITY_STYLES[item.finding.severity])
+            label = Text(f"{finding.severity.label} {finding.code}: ")
+            label.stylize(SEVERITY_STYLES[finding.severity])
             line.append(label)
-            line.append(plain_text(item.finding.message))
+            line.append(plain_text(finding.message))
             console.print(line)
     count = len(placed)
     footer = f"{count} certificate{'s' * (count != 1)}."

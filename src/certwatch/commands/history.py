@@ -87,10 +87,15 @@ def _histories(session: Session, text: str) -> list[SourceHistory]:
     sources = parse_sources([text], paths_must_exist=False)
     histories = []
     for endpoint in sources.endpoints:
-        for record in find_endpoints(session, endpoint):
+        records = find_endpoints(session, endpoint)
+        # Several teams may watch the endpoint, each with its own history.
+        several_teams = len({record.team for record in records}) > 1
+        for record in records:
             label = record.endpoint.target
             if record.endpoint.address:
                 label += f" (at {record.endpoint.address})"
+            if several_teams:
+                label += f" (team {record.team})"
             histories.append(
                 _history(session, "endpoint", record.id, label, endpoint_id=record.id)
             )

@@ -40,6 +40,7 @@ from certwatch.report.json import render_document
 from certwatch.report.table import print_table
 from certwatch.result import worst_status
 from certwatch.store.inventory import (
+    AmbiguousEndpointError,
     EndpointRecord,
     FileSourceRecord,
     SourceSettings,
@@ -144,14 +145,19 @@ def store_endpoint(
     *,
     default_interval: timedelta,
     now: datetime,
+    team_only: bool = False,
 ) -> Upserted[EndpointRecord]:
-    """Upsert an endpoint; a new one without an interval gets `default_interval`."""
+    """Upsert an endpoint; a new one without an interval gets `default_interval`.
+
+    `team_only` is that of `certwatch.store.inventory.upsert_endpoint`.
+    """
     return upsert_endpoint(
         session,
         endpoint,
         now=now,
         settings=settings,
         default_interval=default_interval,
+        team_only=team_only,
     )
 
 
@@ -350,6 +356,8 @@ def _store_sources(
             paths[stored_file.record.id] = path
             created += stored_file.created
             updated += not stored_file.created
+    except AmbiguousEndpointError as exc:
+        raise click.UsageError(f"{exc} Give the team with --team.") from exc
     except CertwatchError as exc:
         raise click.UsageError(str(exc)) from exc
     click.echo(
@@ -367,7 +375,14 @@ def _store_sources(
     "--resolve); without it a TARGET removes every endpoint of that name "
     "and port.",
 )
-def remove_command(items: tuple[str, ...], address: str | None) -> None:
+@click.option(
+    "--team",
+    help="Remove the endpoints of this team only; needed when several teams "
+    "watch a TARGET.",
+)
+def remove_command(
+    items: tuple[str, ...], address: str | None, team: str | None
+) -> None:
     """Remove endpoints and certificate files from the inventory.
 
     Their observations go too; certificates seen elsewhere stay. When any
@@ -379,11 +394,12 @@ def remove_command(items: tuple[str, ...], address: str | None) -> None:
         missing: list[str] = []
         endpoint_ids: list[int] = []
         for endpoint in sources.endpoints:
-            found = find_endpoints(session, endpoint)
+            found = find_endpoints(session, endpoint, team=team)
             if pinned is not None:
                 found = [r for r in found if r.endpoint.address == pinned]
             if not found:
                 missing.append(endpoint.target)
+            _check_one_team(endpoint, found)
             endpoint_ids.extend(record.id for record in found)
         for path in sources.paths:
             if not remove_file_source(session, path):
@@ -399,3 +415,18 @@ def remove_command(items: tuple[str, ...], address: str | None) -> None:
             remove_endpoint(session, endpoint_id)
     removed = len(endpoint_ids) + len(sources.paths)
     click.echo(f"Removed {removed} from the inventory.")
+
+
+def _check_one_team(endpoint: Endpoint, found: Sequence[EndpointRecord]) -> None:
+    """Raise when the endpoints found belong to several teams.
+
+    Removing them all would stop every team's watch on the endpoint, which
+    is rarely what one team's operator means.
+    """
+    teams = sorted({record.team for record in found})
+    if len(teams) > 1:
+        listed = ", ".join(repr(name) for name in teams)
+        raise click.UsageError(
+            f"{endpoint.target!r} is watched by several teams ({listed}); "
+            "nothing was removed: give the team with --team."
+        )

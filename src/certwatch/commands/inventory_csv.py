@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from certwatch.arguments import looks_like_path
+from certwatch.arguments import CERTIFICATE_SUFFIXES, looks_like_path
 from certwatch.commands.output import format_interval
 from certwatch.errors import CertwatchError
 from certwatch.monitor.settings import parse_duration
@@ -90,15 +90,21 @@ class _RowError(Exception):
     """The reason one row is invalid; it never leaves this module."""
 
 
-def read_inventory_csv(text: str) -> ParsedCsv:
+def read_inventory_csv(text: str, *, look_on_disk: bool = True) -> ParsedCsv:
     """Parse the text of an inventory CSV file (byte order mark already removed).
 
     The delimiter is the one of comma, semicolon and tab that splits the
-    header into the most known column names.
+    header into the most known column names. A target cell with a slash, a
+    leading `~` or a certificate suffix names a certificate file. With
+    `look_on_disk`, as on the command line, so does a target cell that
+    names an existing file or folder. Without it, the disk is never looked
+    at, so a caller who is not the server's operator learns nothing about
+    the server's files from the result.
 
     Raises:
-        CsvError: the file has no header, or its header names none of the
-            columns target, host and path.
+        CsvError: the file has no header, its header names none of the
+            columns target, host and path, or the header row cannot be
+            read by the csv module.
     """
     header_line = text.splitlines()[0] if text.strip() else ""
     if not header_line.strip():
@@ -109,7 +115,10 @@ def read_inventory_csv(text: str) -> ParsedCsv:
     reader = csv.reader(
         io.StringIO(text, newline=""), delimiter=_delimiter(header_line)
     )
-    header = [_column_name(cell) for cell in next(reader)]
+    try:
+        header = [_column_name(cell) for cell in next(reader)]
+    except csv.Error as exc:
+        raise unreadable_csv(exc, 1) from None
     if not {"target", "host", "path"} & set(header):
         raise CsvError(
             f"The CSV header {header_line.strip()!r} names none of the columns "
@@ -127,12 +136,22 @@ def read_inventory_csv(text: str) -> ParsedCsv:
         problems=[],
         unknown_columns=[name for name in header if name and name not in COLUMNS],
     )
-    _read_rows(reader, header, parsed)
+    _read_rows(reader, header, parsed, look_on_disk)
     return parsed
 
 
-def _read_rows(reader: Reader, header: list[str], parsed: ParsedCsv) -> None:
-    first_line_by_key: dict[object, int] = {}
+def unreadable_csv(exc: csv.Error, line: int) -> CsvError:
+    """Return the error for a record that the csv module cannot read."""
+    return CsvError(
+        f"The CSV file cannot be read at line {line} ({exc}): keep each cell "
+        f"under {csv.field_size_limit():,} characters and close every quoted cell."
+    )
+
+
+def _read_rows(
+    reader: Reader, header: list[str], parsed: ParsedCsv, look_on_disk: bool
+) -> None:
+    first_lines: dict[object, dict[str | None, int]] = {}
     line = reader.line_num + 1
     while True:
         try:
@@ -150,22 +169,40 @@ def _read_rows(reader: Reader, header: list[str], parsed: ParsedCsv) -> None:
             parsed.problems.append(CsvProblem(start, "a cell contains a NUL byte"))
             continue
         try:
-            entry = _entry(start, _cells_by_column(cells, header))
+            entry = _entry(start, _cells_by_column(cells, header), look_on_disk)
         except _RowError as exc:
             parsed.problems.append(CsvProblem(start, str(exc)))
             continue
         key = entry.path if entry.endpoint is None else _identity(entry.endpoint)
-        if key in first_line_by_key:
+        teams = first_lines.setdefault(key, {})
+        # A file has one row whatever its team, so its team is not compared.
+        team = None if entry.endpoint is None else entry.settings.team
+        earlier = _earlier_line(teams, team)
+        if earlier is not None:
             parsed.problems.append(
                 CsvProblem(
                     start,
                     f"Same {'file' if entry.path else 'endpoint'} as line "
-                    f"{first_line_by_key[key]}: keep one row for it.",
+                    f"{earlier}: keep one row for it.",
                 )
             )
             continue
-        first_line_by_key[key] = start
+        teams[team] = start
         parsed.entries.append(entry)
+
+
+def _earlier_line(teams: dict[str | None, int], team: str | None) -> int | None:
+    """Return the first line of an earlier row of the same source that clashes.
+
+    `teams` maps the team column (`None` when empty) of the earlier rows
+    of the source to their lines. Two teams may watch the same endpoint,
+    so rows that name different teams do not clash. A row without a team
+    updates whichever team's endpoint exists, so it clashes with any other
+    row of the same endpoint.
+    """
+    if team is None:
+        return min(teams.values(), default=None)
+    return teams.get(team, teams.get(None))
 
 
 def _delimiter(header_line: str) -> str:
@@ -204,7 +241,7 @@ def _identity(endpoint: Endpoint) -> tuple[str, str, int, str | None, str | None
     )
 
 
-def _entry(line: int, cells: dict[str, str]) -> CsvEntry:
+def _entry(line: int, cells: dict[str, str], look_on_disk: bool) -> CsvEntry:
     def cell(name: str) -> str:
         return cells.get(name, "").strip()
 
@@ -215,7 +252,7 @@ def _entry(line: int, cells: dict[str, str]) -> CsvEntry:
             "Give exactly one of target, host and path "
             f"(got target {target!r}, host {host!r}, path {path!r})."
         )
-    if path or _looks_like_path(target):
+    if path or _looks_like_path(target, look_on_disk):
         for name in ("port", "protocol", "server_name", "address"):
             if cell(name):
                 raise _RowError(
@@ -228,8 +265,16 @@ def _entry(line: int, cells: dict[str, str]) -> CsvEntry:
     return CsvEntry(line, _pinned(endpoint, cells), None, settings)
 
 
-def _looks_like_path(text: str) -> bool:
-    return bool(text) and looks_like_path(text)
+def _looks_like_path(text: str, look_on_disk: bool) -> bool:
+    if not text or "://" in text:
+        return False
+    if look_on_disk:
+        return looks_like_path(text)
+    return (
+        "/" in text
+        or text.startswith("~")
+        or text.lower().endswith(CERTIFICATE_SUFFIXES)
+    )
 
 
 def _endpoint_from_target(cells: dict[str, str]) -> Endpoint:

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from certwatch.alerts.cycle import AlertingReport, alert_after_cycle
 from certwatch.alerts.digest import digest_interval
 from certwatch.alerts.evaluate import load_alert_settings
-from certwatch.alerts.settings import load_delivery_settings
+from certwatch.alerts.settings import load_delivery_settings, with_receiver_policy
 from certwatch.commands.inventory import parse_sources
 from certwatch.commands.options import threshold_options
 from certwatch.commands.output import closed_pipe_ignored
@@ -264,17 +264,20 @@ def serve_command(**values: Any) -> None:
     options = _options(values)
     settings = options.settings()
     policy = options.policy()
-    alerting = _alerting(settings, policy)
+    try:
+        web = load_web_settings()
+    except WebSettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    # Contacts added on the web obey the site's address policy, as its
+    # targets do.
+    alerting = _alerting(
+        settings, policy, allow_private_receivers=web.allow_private_targets
+    )
     root = logging.getLogger()
     if root.level > logging.INFO:
         # A service logs its start, stop and every scan by default.
         root.setLevel(logging.INFO)
     _one_line_per_scan()
-
-    try:
-        web = load_web_settings()
-    except WebSettingsError as exc:
-        raise click.ClickException(str(exc)) from exc
 
     stop = threading.Event()
     with open_store() as sessions, _stop_on_signals(stop):
@@ -301,16 +304,25 @@ EVALUATE_EVERY = timedelta(minutes=5)
 
 
 def _alerting(
-    settings: MonitorSettings, policy: AnalysisPolicy
+    settings: MonitorSettings,
+    policy: AnalysisPolicy,
+    *,
+    allow_private_receivers: bool = True,
 ) -> Callable[[Callable[[], Session]], AlertingReport]:
     """Load the alert and delivery settings now, so a bad one stops the start.
+
+    `allow_private_receivers` false delivers webhook, Slack, Teams and
+    Apprise messages to public addresses only, as `serve` does on a site
+    whose `CERTWATCH_ALLOW_PRIVATE_TARGETS` is false.
 
     Raises:
         click.ClickException: a setting is invalid; `main` exits 3.
     """
     try:
         alert_settings = load_alert_settings(thresholds=policy.thresholds)
-        delivery = load_delivery_settings()
+        delivery = with_receiver_policy(
+            load_delivery_settings(), allow_private=allow_private_receivers
+        )
         digest_every = digest_interval()
     except CertwatchError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -19,12 +19,18 @@ from certwatch.store.models import (
     EndpointRow,
     ObservationCertificateRow,
     ObservationRow,
+    TeamRow,
 )
 from certwatch.targets import Endpoint
 
 
-def find_endpoints(session: Session, endpoint: Endpoint) -> list[EndpointRecord]:
+def find_endpoints(
+    session: Session, endpoint: Endpoint, *, team: str | None = None
+) -> list[EndpointRecord]:
     """Return the stored endpoints with the identity of `endpoint`, any pinned address.
+
+    Several teams may watch the same endpoint; `team` keeps that team's
+    endpoints only, and `None` keeps every team's.
 
     The target text does not take part: `www.example.test` and
     `https://www.example.test/` find the same endpoint. An endpoint stored
@@ -41,6 +47,10 @@ def find_endpoints(session: Session, endpoint: Endpoint) -> list[EndpointRecord]
     )
     if "://" in endpoint.target:
         query = query.where(EndpointRow.protocol == endpoint.protocol)
+    if team is not None:
+        query = query.join(TeamRow, TeamRow.id == EndpointRow.team_id).where(
+            TeamRow.name == team.strip()
+        )
     rows = session.execute(
         query.order_by(EndpointRow.server_name, EndpointRow.address, EndpointRow.id)
     ).all()

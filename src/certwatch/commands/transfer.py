@@ -130,12 +130,15 @@ def _store_entries(
     for entry in entries:
         try:
             if entry.endpoint is not None:
+                # A row that names its team describes that team's endpoint,
+                # as an export of two teams watching one target does.
                 stored = store_endpoint(
                     session,
                     entry.endpoint,
                     entry.settings,
                     default_interval=default_interval,
                     now=now,
+                    team_only=entry.settings.team is not None,
                 )
                 created += stored.created
             else:

@@ -250,7 +250,7 @@ class _Cycle:
             if self.stop.is_set():
                 self.report.stopped = True
                 return
-            with self.sessions() as session:
+            with self.sessions() as session, session.begin():
                 claims = claim(session)
                 fresh = [c for c in claims if not self._scanned(c)]
                 # A source whose interval is shorter than this cycle comes
@@ -258,7 +258,6 @@ class _Cycle:
                 repeated = [c for c in claims if self._scanned(c)]
                 if repeated:
                     abandon(session, repeated)
-                session.commit()
             if not fresh:
                 return
             yield fresh
@@ -383,11 +382,10 @@ class _Cycle:
 
     def _renew(self, claims: Sequence[EndpointClaim | FileSourceClaim]) -> None:
         try:
-            with self.sessions() as session:
+            with self.sessions() as session, session.begin():
                 renewed = renew_leases(
                     session, claims, now=self.now_fn(), lease=self.settings.lease
                 )
-                session.commit()
         except SQLAlchemyError as exc:
             # The lease may now expire under the batch, and another scanner
             # may scan the same sources; the results are still recorded.
@@ -432,7 +430,7 @@ class _Cycle:
         ]
 
         try:
-            with self.sessions() as session:
+            with self.sessions() as session, session.begin():
                 scans = _still_stored(session, scans)
                 changes = detect_changes(
                     session, scans, window=self.settings.change_window
@@ -452,7 +450,6 @@ class _Cycle:
                     policy=self.settings.schedule,
                     rng=self.rng,
                 )
-                session.commit()
         except BaseException:
             self._abandon(claims)
             raise
@@ -477,9 +474,8 @@ class _Cycle:
 
     def _abandon(self, claims: Sequence[EndpointClaim | FileSourceClaim]) -> None:
         try:
-            with self.sessions() as session:
+            with self.sessions() as session, session.begin():
                 abandon(session, claims)
-                session.commit()
         except SQLAlchemyError as exc:
             logger.warning(
                 "abandoning %d claims failed, they become due when their leases "

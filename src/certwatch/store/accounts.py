@@ -10,11 +10,13 @@ lets nobody log in or join a team. The caller commits.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from certwatch.store.errors import StoreError
@@ -30,6 +32,13 @@ from certwatch.store.models import (
 )
 
 TOKEN_BYTES = 32
+
+MAX_TEAM_NAME_LENGTH = 200
+"""The maximum length of a team name, the size of the `teams.name` column."""
+
+# Names go into messages, calendar feeds and terminals, where a direction
+# override misleads the reader. The same set as the inventory's team rule.
+_BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 TOKEN_PURPOSES = ("verify", "reset")
 """`verify` links confirm an email address, `reset` links set a new password."""
@@ -274,6 +283,52 @@ def user_teams(session: Session, user_id: int) -> list[TeamMembership]:
         .order_by(TeamRow.name)
     )
     return [TeamMembership(team_id, name, role) for team_id, name, role in rows]
+
+
+def create_team(session: Session, name: str, owner_id: int, *, now: datetime) -> int:
+    """Create a team called `name` with the user as its owner; return its id.
+
+    The name follows the rules of `certwatch.store.inventory.ensure_team`,
+    but an existing team is never joined: its name is taken.
+
+    Raises:
+        AccountError: the name is invalid or taken. For a taken name the
+            message states only that, not who owns the team.
+    """
+    clean = name.strip()
+    if not clean or len(clean) > MAX_TEAM_NAME_LENGTH:
+        raise AccountError(
+            f"Invalid team name {name[:MAX_TEAM_NAME_LENGTH]!r}: give 1 to "
+            f"{MAX_TEAM_NAME_LENGTH} characters, not only spaces."
+        )
+    if not clean.isprintable() or _BIDI_CONTROLS.search(clean):
+        raise AccountError(
+            f"Invalid team name {name!r}: control and text-direction characters "
+            "are not allowed; give printable text."
+        )
+    taken = AccountError(f"The team name {clean!r} is taken: choose another name.")
+    if session.scalar(select(TeamRow.id).where(TeamRow.name == clean)) is not None:
+        raise taken
+    row = TeamRow(name=clean, created_at=now)
+    try:
+        # Two requests for one name at the same moment: the unique index
+        # rejects the second, which rolls back only this savepoint.
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        raise taken from None
+    add_membership(session, owner_id, row.id, "owner", now=now)
+    return row.id
+
+
+def owned_team_count(session: Session, user_id: int) -> int:
+    """Return the number of teams in which the user has the owner role."""
+    count = session.scalar(
+        select(func.count()).where(
+            MembershipRow.user_id == user_id, MembershipRow.role == "owner"
+        )
+    )
+    return count or 0
 
 
 def team_name(session: Session, team_id: int) -> str | None:

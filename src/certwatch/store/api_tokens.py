@@ -62,6 +62,9 @@ class TokenGrant:
     token_id: int
     team_id: int
     role: str
+    use_due: bool = False
+    """Whether the token's last-used time is older than `LAST_USED_PRECISION`
+    and was not recorded, because the caller asked `find_api_token` not to."""
 
 
 def token_sha256(token: str) -> str:
@@ -146,10 +149,15 @@ def revoke_api_token(
     return True
 
 
-def find_api_token(session: Session, token: str, *, now: datetime) -> TokenGrant | None:
+def find_api_token(
+    session: Session, token: str, *, now: datetime, record_use: bool = True
+) -> TokenGrant | None:
     """Return the grant of a working token, and record its use.
 
-    Returns `None` for an unknown, malformed or revoked token.
+    With `record_use` false nothing is written, and the grant's `use_due`
+    tells whether `record_token_use` should be called: a session that only
+    reads does not wait for SQLite's write lock. Returns `None` for an
+    unknown, malformed or revoked token.
     """
     if not token.startswith(TOKEN_PREFIX):
         return None
@@ -162,11 +170,22 @@ def find_api_token(session: Session, token: str, *, now: datetime) -> TokenGrant
         return None
     if row.revoked_at is not None or row.role not in ROLES:
         return None
-    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_PRECISION:
-        session.execute(
-            update(ApiTokenRow).where(ApiTokenRow.id == row.id).values(last_used_at=now)
-        )
-    return TokenGrant(token_id=row.id, team_id=row.team_id, role=row.role)
+    due = row.last_used_at is None or now - row.last_used_at >= LAST_USED_PRECISION
+    if due and record_use:
+        record_token_use(session, row.id, now=now)
+    return TokenGrant(
+        token_id=row.id,
+        team_id=row.team_id,
+        role=row.role,
+        use_due=due and not record_use,
+    )
+
+
+def record_token_use(session: Session, token_id: int, *, now: datetime) -> None:
+    """Store `now` as the token's last-used time."""
+    session.execute(
+        update(ApiTokenRow).where(ApiTokenRow.id == token_id).values(last_used_at=now)
+    )
 
 
 def _token(row: ApiTokenRow, created_by: str | None) -> ApiToken:

@@ -19,7 +19,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from certwatch.store.errors import StoreError
 
@@ -33,6 +33,10 @@ DATABASE_URL_VARIABLE = "CERTWATCH_DATABASE_URL"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 _MIGRATIONS = "certwatch.store.migrations"
+
+# The connection execution option that makes `_begin_sqlite` start the
+# transaction with BEGIN IMMEDIATE. `StoreSession.begin` sets it.
+SQLITE_BEGIN_OPTION = "certwatch_sqlite_begin"
 
 
 def default_database_path(environ: Mapping[str, str] = os.environ) -> Path:
@@ -111,9 +115,41 @@ def create_store_engine(url: str | URL, **options: Any) -> Engine:
     return engine
 
 
+class StoreSession(Session):
+    """A session whose explicit transactions take SQLite's write lock first.
+
+    In WAL mode SQLite does not call the busy handler when a transaction
+    that has read tries to write while another connection writes: the
+    write fails at once with "database is locked". A transaction begun
+    with `begin()` (or `sessionmaker.begin()`) is one that means to write,
+    so on SQLite it starts with BEGIN IMMEDIATE and waits up to the busy
+    timeout for the lock. A session used without `begin()` starts a
+    deferred transaction on first use, so readers still run side by side.
+    PostgreSQL connections are left as they are.
+    """
+
+    def begin(self, nested: bool = False) -> SessionTransaction:
+        """Begin a transaction; on SQLite, take the write lock at once."""
+        starts_root = self._transaction is None and not nested
+        transaction = super().begin(nested=nested)
+        if starts_root and self.get_bind().dialect.name == "sqlite":
+            # The connection is acquired here rather than on the first
+            # statement, so the option is set before SQLAlchemy emits BEGIN.
+            self.connection(execution_options={SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+        return transaction
+
+
 def session_factory(engine: Engine) -> sessionmaker[Session]:
-    """Return a session factory whose objects stay readable after commit."""
-    return sessionmaker(engine, expire_on_commit=False)
+    """Return a session factory whose objects stay readable after commit.
+
+    Its sessions are `StoreSession`s, so `with sessions.begin() as session:`
+    waits for SQLite's write lock instead of failing when another
+    connection writes.
+    """
+    factory: sessionmaker[Session] = sessionmaker(
+        engine, class_=StoreSession, expire_on_commit=False
+    )
+    return factory
 
 
 def upgrade(url: str | URL | Engine, revision: str = "head") -> None:
@@ -124,7 +160,14 @@ def upgrade(url: str | URL | Engine, revision: str = "head") -> None:
     """
     engine = url if isinstance(url, Engine) else create_store_engine(url)
     try:
-        with engine.begin() as connection:
+        # Alembic reads the schema's revision before it writes, so on SQLite
+        # the migration takes the write lock first, as `StoreSession` does.
+        with (
+            engine.connect().execution_options(
+                **{SQLITE_BEGIN_OPTION: "IMMEDIATE"}
+            ) as connection,
+            connection.begin(),
+        ):
             config = _alembic_config()
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
@@ -158,7 +201,11 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _begin_sqlite(connection: Connection) -> None:
-    connection.exec_driver_sql("BEGIN")
+    mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION)
+    if mode == "IMMEDIATE":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        connection.exec_driver_sql("BEGIN")
 
 
 def _safe(url: str | URL) -> str:

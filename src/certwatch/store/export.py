@@ -3,7 +3,8 @@
 The document contains teams, endpoints and file sources with their settings,
 but no observations and no schedule: an import makes every new source due
 at once. Importing an export rebuilds the same inventory, and importing it
-again changes nothing, because each source is upserted by its identity.
+again changes nothing, because each source is upserted by its identity:
+an endpoint within its team, a file source by its path.
 """
 
 from __future__ import annotations
@@ -78,7 +79,9 @@ def import_inventory(
         ensure_team(session, team, now=now)
     created = updated = 0
     for endpoint, settings in endpoints:
-        outcome = upsert_endpoint(session, endpoint, now=now, settings=settings)
+        outcome = upsert_endpoint(
+            session, endpoint, now=now, settings=settings, team_only=True
+        )
         created, updated = _count(outcome.created, created, updated)
     for path, settings in files:
         file_outcome = upsert_file_source(session, path, now=now, settings=settings)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -43,6 +44,28 @@ DEFAULT_INTERVAL = timedelta(hours=6)
 """How often a source is scanned when no interval is given."""
 
 MAX_TAG_LENGTH = 100
+"""The maximum number of characters of one tag."""
+
+MAX_TAGS = 20
+"""The maximum number of tags of one endpoint or file source."""
+
+TAG_PUNCTUATION = "-_.:/@+=&"
+"""The characters a tag may contain besides letters, digits and spaces.
+
+Commas separate tags in the web form and semicolons in CSV files, so
+neither may appear in a tag.
+"""
+
+
+class AmbiguousEndpointError(StoreError):
+    """An endpoint named without a usable team that several teams watch.
+
+    `teams` are the names of the teams that watch it, sorted.
+    """
+
+    def __init__(self, message: str, teams: Sequence[str]) -> None:
+        super().__init__(message)
+        self.teams = tuple(teams)
 
 
 @dataclass(frozen=True)
@@ -190,16 +213,32 @@ def upsert_endpoint(
     now: datetime,
     settings: SourceSettings | None = None,
     default_interval: timedelta = DEFAULT_INTERVAL,
+    team_only: bool = False,
 ) -> Upserted[EndpointRecord]:
     """Add an endpoint, or update it when one with the same identity exists.
 
-    The identity is protocol, host, port, server name and pinned address.
+    The identity is protocol, host, port, server name and pinned address,
+    within a team: two teams may watch the same endpoint, each with its
+    own row. The row updated is the one of `settings.team` when that team
+    watches the endpoint. Otherwise, unless `team_only` is set, the one
+    row of another team that watches it, which then moves to
+    `settings.team`; a `settings.team` of `None` keeps that row's team.
+    With `team_only`, other teams' rows are never read or changed, and a
+    `settings.team` of `None` means the default team.
+
     An update replaces the target text and every setting given; a new
     endpoint is due at once (`next_scan_at` is `now`) and gets
     `default_interval` when `settings` gives no interval.
+
+    Raises:
+        AmbiguousEndpointError: without `team_only`, several teams watch
+            the endpoint and `settings.team` is not one of them.
+        StoreError: a setting is invalid.
     """
     chosen = _checked(settings)
-    row = session.scalar(select(EndpointRow).where(*_identity(endpoint)))
+    if team_only and chosen.team is None:
+        chosen = replace(chosen, team=DEFAULT_TEAM)
+    row = _stored_endpoint(session, endpoint, chosen.team, team_only=team_only)
     created = row is None
     if row is None:
         row = EndpointRow(
@@ -227,9 +266,41 @@ def upsert_endpoint(
     return Upserted(_endpoint_records(session, [row])[0], created)
 
 
+def _stored_endpoint(
+    session: Session, endpoint: Endpoint, team: str | None, *, team_only: bool
+) -> EndpointRow | None:
+    """Find the row that `upsert_endpoint` updates, `None` to create one."""
+    query = select(EndpointRow).where(*_identity(endpoint)).order_by(EndpointRow.id)
+    if team is not None:
+        team_id = session.scalar(select(TeamRow.id).where(TeamRow.name == team.strip()))
+        own = session.scalar(query.where(EndpointRow.team_id == team_id))
+        if own is not None or team_only:
+            return own
+    rows = list(session.scalars(query.limit(2)))
+    if len(rows) < 2:
+        return rows[0] if rows else None
+
+    teams = _team_names(session)
+    holders = sorted({teams[row.team_id] for row in session.scalars(query)})
+    listed = ", ".join(repr(name) for name in holders)
+    if team is None:
+        raise AmbiguousEndpointError(
+            f"Endpoint {endpoint.target!r} is watched by several teams ({listed}): "
+            "name the team whose endpoint to change.",
+            holders,
+        )
+    raise AmbiguousEndpointError(
+        f"Endpoint {endpoint.target!r} is watched by several teams ({listed}) "
+        f"but not by {team.strip()!r}, so it is unclear which one to move: name "
+        "one of those teams, or remove the endpoint from the others first.",
+        holders,
+    )
+
+
 def remove_endpoint(session: Session, endpoint: Endpoint | int) -> bool:
     """Delete an endpoint, by id or identity, with its observations and tags.
 
+    By identity, the endpoint of every team that watches it is deleted.
     Returns `False` when no such endpoint exists.
     """
     condition = (
@@ -552,17 +623,40 @@ def _interval_seconds(interval: timedelta) -> int:
 
 
 def normalize_tags(tags: Iterable[str]) -> tuple[str, ...]:
-    """Strip, de-duplicate and sort tags; raise `StoreError` for an invalid one."""
+    """Strip, de-duplicate and sort tags, in Unicode NFC form.
+
+    Every entry point (command line, CSV and JSON import, web form, API)
+    stores tags through this rule: 1 to `MAX_TAG_LENGTH` characters that
+    are letters, digits, spaces or one of `TAG_PUNCTUATION`, and at most
+    `MAX_TAGS` tags.
+
+    Raises:
+        StoreError: a tag breaks the rule, or there are too many.
+    """
     clean: set[str] = set()
     for tag in tags:
-        text = tag.strip()
+        text = unicodedata.normalize("NFC", tag.strip())
         if not text or len(text) > MAX_TAG_LENGTH:
             raise StoreError(
-                f"Invalid tag {tag!r}: give 1 to {MAX_TAG_LENGTH} characters, "
-                "not only spaces."
+                f"Invalid tag {tag[:MAX_TAG_LENGTH]!r}: give 1 to "
+                f"{MAX_TAG_LENGTH} characters, not only spaces."
+            )
+        if not all(_tag_character(char) for char in text):
+            raise StoreError(
+                f"Invalid tag {tag!r}: use only letters, digits, spaces and "
+                f"{' '.join(TAG_PUNCTUATION)}, for example 'team-web'."
             )
         clean.add(text)
+        if len(clean) > MAX_TAGS:
+            raise StoreError(
+                f"Too many tags ({tag!r} is number {len(clean)}): give at most "
+                f"{MAX_TAGS} tags to one endpoint or file."
+            )
     return tuple(sorted(clean))
+
+
+def _tag_character(char: str) -> bool:
+    return char.isalnum() or char == " " or char in TAG_PUNCTUATION
 
 
 def _replace_tags(

@@ -105,14 +105,18 @@ class _Scheduled:
 class EndpointRow(_Scheduled, Base):
     """A network endpoint to scan.
 
-    `server_name` and `address` hold "" rather than NULL when there is no SNI
-    name (IP literals) or no pinned address, because a unique constraint
-    treats NULLs as distinct, so NULL would let the same endpoint in twice.
+    An endpoint is unique per team: two teams that watch the same target
+    have a row each. `server_name` and `address` hold "" rather than NULL
+    when there is no SNI name (IP literals) or no pinned address, because a
+    unique constraint treats NULLs as distinct, so NULL would let the same
+    endpoint in twice.
     """
 
     __tablename__ = "endpoints"
     __table_args__ = (
-        UniqueConstraint("protocol", "host", "port", "server_name", "address"),
+        UniqueConstraint(
+            "protocol", "host", "port", "server_name", "address", "team_id"
+        ),
         Index(None, "enabled", "next_scan_at"),
         Index(None, "team_id"),
         Index(None, "not_after"),

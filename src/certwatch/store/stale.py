@@ -11,9 +11,12 @@ same names. Newer means, for certificate N over the old certificate O:
 - N's not_after is later than O's.
 
 Certificates without a subject alternative name, and CA certificates, are
-left out. The places compared are the latest observations of every endpoint
-address, across all endpoints, so a renewal that reached one endpoint of a
-name but not another counts too. Files are not compared.
+left out. The places compared are the latest observations of the endpoint
+addresses of one team, across the team's endpoints, so a renewal that
+reached one endpoint of a name but not another counts too. Addresses of
+other teams never take part: a team's finding and its alerts neither
+reveal another team's servers nor follow from what another team serves,
+which could be any certificate for the same names. Files are not compared.
 
 Listings compute the finding when asked, because it changes whenever any of
 the addresses involved is scanned again. A cycle also stores it with the
@@ -57,15 +60,17 @@ class ServedLeaf:
     endpoint_id: int
     target: str
     address: str
+    team_id: int
 
 
 @dataclass(frozen=True)
 class StaleDeployment:
-    """An older certificate still served at some addresses after its renewal.
+    """An older certificate still served at some addresses of a team after its renewal.
 
-    `certificate` is the older certificate and `stale` the addresses that
-    still serve it. `renewed` lists the addresses that serve a newer
-    certificate for the same names, and `newer_sha256s` those certificates.
+    `certificate` is the older certificate and `stale` the addresses of
+    team `team_id` that still serve it. `renewed` lists the team's
+    addresses that serve a newer certificate for the same names, and
+    `newer_sha256s` those certificates.
     `finding` is the `stale_deployment` finding: a warning, or critical when
     the older certificate is expired or inside its critical window.
     """
@@ -75,6 +80,7 @@ class StaleDeployment:
     renewed: tuple[ServedLeaf, ...]
     newer_sha256s: tuple[str, ...]
     finding: Finding
+    team_id: int
 
 
 def stale_deployments(
@@ -87,6 +93,8 @@ def stale_deployments(
     name: str | None = None,
 ) -> list[StaleDeployment]:
     """Return the stale deployments, soonest expiring older certificate first.
+
+    A certificate that is stale in several teams has one item per team.
 
     With no filter every currently served certificate is considered. At most
     one filter may be given: `endpoint_ids` keeps the certificates those
@@ -119,12 +127,38 @@ def find_stale(
 ) -> list[StaleDeployment]:
     """Apply the stale deployment rule to served leaves and their facts.
 
+    The rule compares the leaves of each team apart from other teams'.
     Leaves whose certificate is missing from `summaries` are ignored.
     """
-    places: defaultdict[str, list[ServedLeaf]] = defaultdict(list)
+    by_team: defaultdict[int, list[ServedLeaf]] = defaultdict(list)
     for leaf in served:
         if leaf.certificate_sha256 in summaries:
-            places[leaf.certificate_sha256].append(leaf)
+            by_team[leaf.team_id].append(leaf)
+    found = []
+    for leaves in by_team.values():
+        found.extend(
+            _find_stale_in_team(leaves, summaries, now=now, thresholds=thresholds)
+        )
+    found.sort(
+        key=lambda item: (
+            item.certificate.not_after or now,
+            item.certificate.sha256,
+            item.team_id,
+        )
+    )
+    return found
+
+
+def _find_stale_in_team(
+    served: Iterable[ServedLeaf],
+    summaries: Mapping[str, CertificateSummary],
+    *,
+    now: datetime,
+    thresholds: Thresholds,
+) -> list[StaleDeployment]:
+    places: defaultdict[str, list[ServedLeaf]] = defaultdict(list)
+    for leaf in served:
+        places[leaf.certificate_sha256].append(leaf)
 
     by_name: defaultdict[str, set[str]] = defaultdict(set)
     for sha256 in places:
@@ -151,9 +185,6 @@ def find_stale(
                     thresholds=thresholds,
                 )
             )
-    found.sort(
-        key=lambda item: (item.certificate.not_after or now, item.certificate.sha256)
-    )
     return found
 
 
@@ -202,6 +233,7 @@ def _stale(
         renewed=tuple(sorted(renewed, key=_place_order)),
         newer_sha256s=tuple(item.sha256 for item in newer),
         finding=finding,
+        team_id=stale[0].team_id,
     )
 
 
@@ -260,6 +292,7 @@ def _served_query() -> Select[Any]:
             observation.endpoint_id,
             EndpointRow.target,
             observation.address,
+            EndpointRow.team_id,
         )
         .join(observation, observation.id == link.observation_id)
         .join(EndpointRow, EndpointRow.id == observation.endpoint_id)

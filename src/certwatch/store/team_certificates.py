@@ -82,11 +82,10 @@ class TeamStaleDeployment:
     """A renewal that reached only some addresses, seen from the given teams.
 
     `stale` lists the teams' addresses that still serve `certificate` and
-    `renewed` those that serve a newer certificate for the same names,
-    which is empty when only other teams' addresses serve one.
-    `newer` contains the newer certificates served at `renewed`. `severity`
-    is critical when the older certificate is expired or inside its
-    critical window, and warning otherwise.
+    `renewed` those of the same teams that serve a newer certificate for
+    the same names. `newer` contains the newer certificates served at
+    `renewed`. `severity` is critical when the older certificate is expired
+    or inside its critical window, and warning otherwise.
     """
 
     certificate: CertificateSummary
@@ -188,34 +187,40 @@ def team_stale_deployments(
 ) -> dict[str, TeamStaleDeployment]:
     """Return the stale deployments of the given certificates at the teams' addresses.
 
-    The rule is that of `certwatch.store.stale`, applied to every address,
-    so a renewal at another team's address makes the teams' addresses
-    stale too. Only the teams' own addresses are returned. A certificate
-    that no address of the teams still serves is left out.
+    The rule is that of `certwatch.store.stale`, which compares the
+    addresses of each team apart, so another team's renewal never makes
+    these teams' addresses stale. When several of the given teams have a
+    stale deployment of one certificate, their addresses are listed
+    together. A certificate that no address of the teams still serves is
+    left out.
     """
     if not sha256s or not team_ids:
         return {}
-    found = stale_deployments(session, now=now, thresholds=thresholds, sha256s=sha256s)
-    endpoint_ids = {
-        leaf.endpoint_id for item in found for leaf in (*item.stale, *item.renewed)
-    }
-    visible = _endpoints_of_teams(session, endpoint_ids, team_ids)
+    wanted = set(team_ids)
+    found = [
+        item
+        for item in stale_deployments(
+            session, now=now, thresholds=thresholds, sha256s=sha256s
+        )
+        if item.team_id in wanted
+    ]
     newer_ids = {sha for item in found for sha in item.newer_sha256s}
     summaries = {s.sha256: s for s in certificate_summaries(session, sorted(newer_ids))}
 
     result: dict[str, TeamStaleDeployment] = {}
     for item in found:
-        stale = tuple(leaf for leaf in item.stale if leaf.endpoint_id in visible)
-        if not stale:
-            continue
-        renewed = tuple(leaf for leaf in item.renewed if leaf.endpoint_id in visible)
-        served_newer = {leaf.certificate_sha256 for leaf in renewed}
-        newer = tuple(
+        sha256 = item.certificate.sha256
+        earlier = result.get(sha256)
+        stale = item.stale if earlier is None else (*earlier.stale, *item.stale)
+        renewed = item.renewed if earlier is None else (*earlier.renewed, *item.renewed)
+        newer = () if earlier is None else earlier.newer
+        listed = {summary.sha256 for summary in newer}
+        newer += tuple(
             summaries[sha]
             for sha in item.newer_sha256s
-            if sha in served_newer and sha in summaries
+            if sha in summaries and sha not in listed
         )
-        result[item.certificate.sha256] = TeamStaleDeployment(
+        result[sha256] = TeamStaleDeployment(
             certificate=item.certificate,
             stale=stale,
             renewed=renewed,
@@ -313,18 +318,3 @@ def _place(row: Any) -> TeamPlace:
 
 def _place_order(place: TeamPlace) -> tuple[str, str, str, str]:
     return (place.team, place.target, place.address or "", place.path or "")
-
-
-def _endpoints_of_teams(
-    session: Session, endpoint_ids: Collection[int], team_ids: Collection[int]
-) -> set[int]:
-    visible: set[int] = set()
-    for chunk in chunked(sorted(endpoint_ids)):
-        visible.update(
-            session.scalars(
-                select(EndpointRow.id).where(
-                    EndpointRow.id.in_(chunk), EndpointRow.team_id.in_(sorted(team_ids))
-                )
-            )
-        )
-    return visible

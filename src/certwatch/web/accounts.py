@@ -28,8 +28,10 @@ minutes stop its logins for the rest of that window.
 from __future__ import annotations
 
 import re
+import secrets
+import unicodedata
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -38,13 +40,16 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.orm import Session
 
 from certwatch.store.accounts import (
+    MAX_TEAM_NAME_LENGTH,
     AccountError,
     Invitation,
     LoginSession,
+    User,
     accept_invitation,
     count_users,
     create_account_token,
     create_session,
+    create_team,
     create_user,
     delete_session,
     find_account_token,
@@ -240,6 +245,8 @@ def signup(
             user = create_user(session, email, password_hash, now=now)
             if found is not None:
                 accept_invitation(session, found, user.id, now=now)
+            elif context.settings.signup == "open" and not user.is_admin:
+                create_own_team(session, user, now=now)
             # The invitation link reached the invited address; the first
             # account of a site without a mail server has no way to verify.
             verified = found is not None or (user.is_admin and smtp is None)
@@ -340,6 +347,30 @@ def _invitation(session: Session, token: str, context: WebContext) -> Invitation
     if not token:
         return None
     return find_invitation(session, token, now=context.now_fn())
+
+
+def create_own_team(session: Session, user: User, *, now: datetime) -> int:
+    """Create a team named after the user's address, with the user as owner.
+
+    An account of open sign-up that came without an invitation would join
+    no team and could add nothing. When another team has the name already,
+    the new team's name gets a random suffix, so nobody can make a newcomer
+    join a team by creating it first under the newcomer's address.
+    """
+    # The address check lets through control and format characters, which
+    # team names reject. Unicode category C contains all of them.
+    printable = "".join(
+        char for char in user.email if not unicodedata.category(char).startswith("C")
+    )
+    try:
+        with session.begin_nested():
+            return create_team(
+                session, printable[:MAX_TEAM_NAME_LENGTH], user.id, now=now
+            )
+    except AccountError:
+        suffix = f" ({secrets.token_hex(4)})"
+        name = printable[: MAX_TEAM_NAME_LENGTH - len(suffix)] + suffix
+        return create_team(session, name, user.id, now=now)
 
 
 def _closed(

@@ -54,9 +54,12 @@ class AddingError(CertwatchError):
 class AddedEndpoint:
     """An endpoint stored for the team, with the results of its instant probe.
 
-    `created` is false when the team watched the endpoint already (its tags
-    are then replaced when the request gave tags). `results` hold one
-    result per address, or one without an address after a DNS failure.
+    `created` is false when the team watched the endpoint already, and its
+    tags are then replaced when the request gave tags. It is false too for
+    a text that names the same endpoint as an earlier text of the request,
+    such as `https://www.example.test/path` after `www.example.test`. `results`
+    hold one result per address, or one without an address after a DNS
+    failure. Other teams that watch the same endpoint have their own.
     """
 
     endpoint_id: int
@@ -99,14 +102,28 @@ def add_endpoints(
         AddingError: the request as a whole cannot be served: too many
             texts, an invalid tag or protocol, a team that does not exist,
             or more endpoints than the team's limit allows.
+        ProbeSlotsFull: the team or the site runs the most instant probes
+            allowed at once; nothing is stored then.
     """
+    with context.probe_slots.hold(f"team:{team_id}"):
+        return _add_endpoints(context, team_id, texts, tags=tags, protocol=protocol)
+
+
+def _add_endpoints(
+    context: WebContext,
+    team_id: int,
+    texts: Sequence[str],
+    *,
+    tags: Sequence[str] = (),
+    protocol: str | None = None,
+) -> AddReport:
     wanted = _unique_texts(texts)
     clean_tags = _clean_tags(tags)
     try:
         validate_protocol(protocol or DEFAULT_PROTOCOL)
     except TargetError as exc:
         raise AddingError(str(exc)) from exc
-    endpoints, rejected = _parse(wanted, protocol or DEFAULT_PROTOCOL)
+    endpoints, aliases, rejected = _parse(wanted, protocol or DEFAULT_PROTOCOL)
     setup = web_scan_setup(context)
     if not context.settings.allow_private_targets:
         endpoints, blocked = _screen(endpoints, setup.resolver, setup.monitor.probe)
@@ -114,8 +131,7 @@ def add_endpoints(
 
     now = context.now_fn()
     with context.sessions() as session, session.begin():
-        stored, taken = _store(session, context, team_id, endpoints, clean_tags)
-    rejected += taken
+        stored = _store(session, context, team_id, endpoints, clean_tags)
 
     by_endpoint: dict[int, list[Result]] = {}
     if stored:
@@ -133,9 +149,33 @@ def add_endpoints(
         )
         for text, (endpoint_id, created) in stored.items()
     ]
+    added, rejected = _with_aliases(added, rejected, aliases)
     order = {text: index for index, text in enumerate(wanted)}
+    added.sort(key=lambda item: order.get(item.target, len(order)))
     rejected.sort(key=lambda item: order.get(item.text, len(order)))
     return AddReport(added=added, rejected=rejected)
+
+
+def _with_aliases(
+    added: list[AddedEndpoint],
+    rejected: list[RejectedTarget],
+    aliases: dict[str, str],
+) -> tuple[list[AddedEndpoint], list[RejectedTarget]]:
+    """Report each alias as its first text came out: added or rejected.
+
+    An alias is a text that names the same endpoint as an earlier text of
+    the request, mapped to that text.
+    """
+    added_by_text = {item.target: item for item in added}
+    reasons = {item.text: item.reason for item in rejected}
+    for alias, first in aliases.items():
+        if first in added_by_text:
+            item = added_by_text[first]
+            added.append(replace(item, target=alias, created=False))
+        elif first in reasons:
+            reason = f"{alias!r} is the same endpoint as {first!r}: {reasons[first]}"
+            rejected.append(RejectedTarget(alias, reason))
+    return added, rejected
 
 
 def _unique_texts(texts: Sequence[str]) -> list[str]:
@@ -157,10 +197,15 @@ def _clean_tags(tags: Sequence[str]) -> tuple[str, ...]:
 
 def _parse(
     texts: Sequence[str], protocol: str
-) -> tuple[dict[str, Endpoint], list[RejectedTarget]]:
-    """Parse each text into an endpoint; one endpoint keeps its first text."""
+) -> tuple[dict[str, Endpoint], dict[str, str], list[RejectedTarget]]:
+    """Parse each text into an endpoint; one endpoint keeps its first text.
+
+    Returns the endpoints by their first text, the later texts of the same
+    endpoints mapped to that first text, and the rejected texts.
+    """
     endpoints: dict[str, Endpoint] = {}
-    seen: set[tuple[str, str, int, str | None]] = set()
+    first_texts: dict[tuple[str, str, int, str | None], str] = {}
+    aliases: dict[str, str] = {}
     rejected: list[RejectedTarget] = []
     for text in texts:
         if _looks_like_path(text):
@@ -172,10 +217,12 @@ def _parse(
             rejected.append(RejectedTarget(text, str(exc)))
             continue
         key = (endpoint.protocol, endpoint.host, endpoint.port, endpoint.server_name)
-        if key not in seen:
-            seen.add(key)
-            endpoints[text] = endpoint
-    return endpoints, rejected
+        if key in first_texts:
+            aliases[text] = first_texts[key]
+            continue
+        first_texts[key] = text
+        endpoints[text] = endpoint
+    return endpoints, aliases, rejected
 
 
 def _looks_like_path(text: str) -> bool:
@@ -265,11 +312,11 @@ def _store(
     team_id: int,
     endpoints: dict[str, Endpoint],
     tags: tuple[str, ...],
-) -> tuple[dict[str, tuple[int, bool]], list[RejectedTarget]]:
-    """Upsert the team's endpoints; return (id, created) per text and rejections.
+) -> dict[str, tuple[int, bool]]:
+    """Upsert the team's endpoints; return (id, created) per text.
 
-    An endpoint that another team watches is rejected, because an endpoint
-    belongs to one team and adding it must not take it from the other.
+    Only the team's own endpoints are looked up. Another team that watches
+    the same endpoint keeps its own, and the request learns nothing of it.
     """
     # The row lock makes concurrent requests for one team count in turn on
     # PostgreSQL; SQLite lets one writer at a time anyway.
@@ -282,42 +329,21 @@ def _store(
         )
 
     stored: dict[str, tuple[int, bool]] = {}
-    rejected: list[RejectedTarget] = []
     settings = SourceSettings(team=team.name, tags=tags or None)
     interval = context.scans.monitor.default_interval
     now = context.now_fn()
     for text, endpoint in endpoints.items():
-        owner = _owner_team(session, endpoint)
-        if owner is not None and owner != team_id:
-            rejected.append(RejectedTarget(text, _taken_reason(text)))
-            continue
         upserted = upsert_endpoint(
-            session, endpoint, now=now, settings=settings, default_interval=interval
+            session,
+            endpoint,
+            now=now,
+            settings=settings,
+            default_interval=interval,
+            team_only=True,
         )
         stored[text] = (upserted.record.id, upserted.created)
     _check_limit(session, context, team)
-    return stored, rejected
-
-
-def _owner_team(session: Session, endpoint: Endpoint) -> int | None:
-    return session.scalar(
-        select(EndpointRow.team_id).where(
-            EndpointRow.protocol == endpoint.protocol,
-            EndpointRow.host == endpoint.host,
-            EndpointRow.port == endpoint.port,
-            EndpointRow.server_name == (endpoint.server_name or ""),
-            EndpointRow.address == (endpoint.address or ""),
-        )
-    )
-
-
-def _taken_reason(text: str) -> str:
-    # NOTE: an endpoint is unique across the whole store, so two teams cannot
-    # watch the same one. Allowing that needs the team in the unique key.
-    return (
-        f"{text!r} is watched by another team on this site, and an endpoint "
-        "belongs to one team: ask that team to add you, or to remove it."
-    )
+    return stored
 
 
 def _check_limit(session: Session, context: WebContext, team: TeamRow) -> None:

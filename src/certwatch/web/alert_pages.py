@@ -17,10 +17,12 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from certwatch.store.accounts import LoginSession, user_teams
 from certwatch.store.alerts import acknowledge_alert, newest_threshold
+from certwatch.store.models import EndpointRow
 from certwatch.store.team_alerts import (
     AlertDelivery,
     AlertState,
@@ -45,6 +47,7 @@ from certwatch.web.certificate_pages import (
     selected_teams,
 )
 from certwatch.web.dependencies import Context, WebContext
+from certwatch.web.expiry_words import plural
 from certwatch.web.team_settings import parse_id, redact_contact
 
 PAGE_SIZE = 50
@@ -55,6 +58,17 @@ MAX_ALERT_ID = 2**62
 
 MAX_SNOOZE_YEAR = 9998
 """The last year a snooze may end in; later times overflow date arithmetic."""
+
+EVALUATION_INTERVAL_MINUTES = 5
+"""The shortest time between two alert evaluations of `certwatch serve`.
+
+It is `certwatch.commands.monitor.EVALUATE_EVERY`, which this module does
+not import because the command module pulls in the whole monitor. A test
+checks that both agree.
+"""
+
+SUMMARY_PLACES = 3
+"""Places named in an alert's summary line; the details list every one."""
 
 _STATE_TITLES = {
     AlertState.OPEN: "Open",
@@ -67,7 +81,11 @@ router = APIRouter(include_in_schema=False)
 
 @dataclass(frozen=True)
 class PlaceLink:
-    """A place of an alert; `href` links to the endpoint's page when known."""
+    """A place of an alert.
+
+    `href` links to the endpoint's page, `None` for a file and for an
+    endpoint that was removed since, whose page no longer exists.
+    """
 
     target: str
     detail: str | None
@@ -98,6 +116,7 @@ class AlertView:
     code: str
     message: str
     places: list[PlaceLink]
+    more_places: int
     certificate_href: str | None
     threshold: str
     opened: str
@@ -106,6 +125,11 @@ class AlertView:
     escalated: str | None
     deliveries: list[DeliveryView]
     can_act: bool
+
+    @property
+    def summary_places(self) -> list[PlaceLink]:
+        """The places named in the summary line, the first `SUMMARY_PLACES`."""
+        return self.places[:SUMMARY_PLACES]
 
 
 @router.get("/alerts", response_class=HTMLResponse)
@@ -269,9 +293,10 @@ def _alerts_page(
         counts = team_alert_counts(session, team_ids, now=now)
         deliveries = alert_deliveries(session, found.alerts)
         notice = _done_notice(session, done, [m.team_id for m in memberships], now)
+        existing = _existing_endpoints(session, found.alerts)
     roles = {m.team_id: m.role for m in memberships}
     alerts = [
-        _alert_view(alert, deliveries.get(alert.id, []), roles, now)
+        _alert_view(alert, deliveries.get(alert.id, []), roles, existing, now)
         for alert in found.alerts
     ]
     parameters = {"state": state.value, "team": team.strip()}
@@ -296,6 +321,7 @@ def _alerts_page(
         "error": error,
         "tomorrow": (now + timedelta(days=1)).date().isoformat(),
         "suggested": (now + timedelta(days=7)).date().isoformat(),
+        "evaluation_minutes": EVALUATION_INTERVAL_MINUTES,
     }
     return render(
         request, context, "alerts.html", values, login=login, status_code=status_code
@@ -379,36 +405,83 @@ def _done_notice(
     alert = team_alert(session, int(done), team_ids)
     if alert is None:
         return None
-    return f"Alert {alert.id} is acknowledged {_acknowledgement(alert, now)}."
+    return f"Alert {alert.id} is {_acknowledgement(alert, now)}"
 
 
 def _acknowledgement(alert: TeamAlert, now: datetime) -> str:
+    """Say who acknowledged the alert and until when it stays silent.
+
+    The result completes "Alert N is ...". An alert acknowledged until its
+    next threshold stays silent until a threshold newer than the one
+    recorded is crossed. A finding or unreachable alert has a single
+    threshold, `open`, so it stays silent until the problem clears, which
+    resolves the alert, or returns after clearing, which opens a new one.
+    """
     by = f" by {alert.acknowledged_by}" if alert.acknowledged_by else ""
-    if alert.acknowledged_threshold is not None:
-        return (
-            "until a reminder threshold after "
-            f"{threshold_text(alert.acknowledged_threshold)} is crossed{by}"
-        )
+    threshold = alert.acknowledged_threshold
+    if threshold is not None:
+        kind = threshold.partition(":")[0]
+        if kind == "open":
+            silence = (
+                "no more messages are sent about it until the problem clears "
+                "(a resolved message) or returns after clearing (a new alert)"
+            )
+        elif kind == "expired":
+            silence = (
+                "no more messages are sent about it until the next daily "
+                "reminder that the certificate has expired"
+            )
+        else:
+            silence = (
+                "no more reminders are sent until the certificate crosses the "
+                f"next threshold after “{threshold_text(threshold)}”, such as "
+                "fewer days left or expiry"
+            )
+        return f"acknowledged{by}: {silence}."
     if alert.acknowledged_until is not None and alert.acknowledged_until > now:
-        return f"until {minute(alert.acknowledged_until)} UTC{by}"
-    return "no longer"
+        return (
+            f"acknowledged until {minute(alert.acknowledged_until)} UTC{by}: no "
+            "messages are sent about it until then."
+        )
+    return "no longer acknowledged."
+
+
+def _existing_endpoints(session: Session, alerts: Sequence[TeamAlert]) -> set[int]:
+    """Return the ids of the endpoints that the alerts' places name and that exist.
+
+    A resolved alert keeps the places of an endpoint removed since, whose
+    page returns 404.
+    """
+    ids = {
+        int(place["endpoint_id"])
+        for alert in alerts
+        for place in alert.places
+        if place.get("endpoint_id") is not None
+    }
+    if not ids:
+        return set()
+    found = session.scalars(select(EndpointRow.id).where(EndpointRow.id.in_(ids)))
+    return set(found)
 
 
 def _alert_view(
     alert: TeamAlert,
     deliveries: Sequence[AlertDelivery],
     roles: Mapping[int, str],
+    existing: set[int],
     now: datetime,
 ) -> AlertView:
     state = alert.state(now)
     acknowledged = state is AlertState.ACKNOWLEDGED
+    places = [_place(place, existing) for place in alert.places]
     return AlertView(
         id=alert.id,
         team=alert.team,
         severity=alert.severity,
         code=alert.code,
         message=alert.message,
-        places=[_place(place) for place in alert.places],
+        places=places,
+        more_places=max(len(places) - SUMMARY_PLACES, 0),
         certificate_href=(
             f"/certificates/{alert.certificate_sha256}"
             if alert.certificate_sha256
@@ -425,16 +498,19 @@ def _alert_view(
     )
 
 
-def _place(place: Mapping[str, Any]) -> PlaceLink:
+def _place(place: Mapping[str, Any], existing: set[int]) -> PlaceLink:
     path = place.get("path")
     if path is not None:
         return PlaceLink(str(path), None, None)
     endpoint_id = place.get("endpoint_id")
     address = place.get("address")
+    href = None
+    if endpoint_id is not None and int(endpoint_id) in existing:
+        href = f"/endpoints/{int(endpoint_id)}"
     return PlaceLink(
         target=str(place.get("target") or ""),
         detail=None if address is None else str(address),
-        href=None if endpoint_id is None else f"/endpoints/{int(endpoint_id)}",
+        href=href,
     )
 
 
@@ -450,14 +526,15 @@ def _delivery_view(delivery: AlertDelivery) -> DeliveryView:
             "Failed",
             "critical",
             f"gave up at {minute(delivery.failed_at)} UTC after "
-            f"{delivery.attempts} attempts: {delivery.last_error or 'no reason'}",
+            f"{plural(delivery.attempts, 'attempt')}: "
+            f"{delivery.last_error or 'no reason'}",
         )
     if delivery.attempts:
         return DeliveryView(
             contact,
             "Retrying",
             "warning",
-            f"{delivery.attempts} failed attempts, the next at "
+            f"{plural(delivery.attempts, 'failed attempt')}, the next at "
             f"{minute(delivery.next_attempt_at)} UTC: {delivery.last_error}",
         )
     return DeliveryView(

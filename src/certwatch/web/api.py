@@ -19,7 +19,14 @@ from sqlalchemy.orm import Session
 from certwatch.errors import CertwatchError
 from certwatch.monitor.instant import StoredSources, scan_and_record
 from certwatch.monitor.settings import SettingsError, parse_duration
-from certwatch.store.inventory import endpoint_from_row, normalize_tags, remove_endpoint
+from certwatch.store.inventory import (
+    MAX_TAGS,
+    SourceSettings,
+    endpoint_from_row,
+    normalize_tags,
+    remove_endpoint,
+    upsert_endpoint,
+)
 from certwatch.store.models import (
     EndpointRow,
     EndpointTagRow,
@@ -51,6 +58,7 @@ from certwatch.web.api_models import (
     ScanOut,
 )
 from certwatch.web.dependencies import Context
+from certwatch.web.ids import Offset, is_row_id
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 100
@@ -65,7 +73,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 router = APIRouter(prefix="/api", tags=["endpoints"], responses=ERRORS)
 
-Offset = Annotated[int, Query(ge=0, description="items to skip")]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="items to return")]
 
 
@@ -96,6 +103,14 @@ def list_endpoints(
     if status is not None and status not in STATUSES:
         raise ApiError(
             422, f"Unknown status {status!r}: use one of {', '.join(STATUSES)}."
+        )
+    if tag is not None and len(tag) > MAX_TAGS:
+        # Each tag adds a condition to the query, and SQLite rejects a
+        # query of a few thousand conditions as too deep.
+        raise ApiError(
+            422,
+            f"{len(tag)} tag parameters is over the limit: give at most "
+            f"{MAX_TAGS} tags, as an endpoint has at most {MAX_TAGS}.",
         )
     with context.sessions() as session:
         team_ids = list(caller.team_roles(session))
@@ -130,15 +145,23 @@ def list_endpoints(
     "/endpoints",
     response_model=AddReportOut,
     status_code=201,
-    responses={400: {"model": ErrorOut, "description": "The request adds nothing"}},
+    responses={
+        400: {"model": ErrorOut, "description": "The request adds nothing"},
+        422: {
+            "model": AddReportOut,
+            "description": "Every target was rejected, or (with a `detail` "
+            "list instead) the body is invalid",
+        },
+    },
 )
 def create_endpoints(
-    context: Context, caller: Caller, body: EndpointCreate
+    context: Context, caller: Caller, body: EndpointCreate, response: Response
 ) -> AddReportOut:
     """Add targets to a team, probe them at once and return the instant report.
 
     Targets that cannot be added are listed under `rejected` with the
-    reason; the others are stored even when their probe failed.
+    reason; the others are stored even when their probe failed. When no
+    target was added, the status is 422 with the same body.
     """
     with context.sessions() as session:
         caller.require(session, body.team_id, "member", "Team")
@@ -148,6 +171,8 @@ def create_endpoints(
         )
     except AddingError as exc:
         raise ApiError(400, exc.message) from exc
+    if not report.added:
+        response.status_code = 422
     return AddReportOut(
         added=[
             AddedOut(
@@ -181,7 +206,17 @@ def update_endpoint(
     with context.sessions() as session, session.begin():
         row = _endpoint_row(session, caller, endpoint_id, "member")
         if interval is not None:
-            row.interval_seconds = int(interval.total_seconds())
+            # The upsert moves next_scan_at to the new interval, as
+            # `certwatch add --interval` does.
+            team = session.get(TeamRow, row.team_id)
+            assert team is not None
+            upsert_endpoint(
+                session,
+                endpoint_from_row(row),
+                now=now,
+                settings=SourceSettings(team=team.name, interval=interval),
+                team_only=True,
+            )
         if body.enabled is not None:
             row.enabled = body.enabled
         if tags is not None:
@@ -209,21 +244,19 @@ def scan_endpoint(context: Context, caller: Caller, endpoint_id: int) -> ScanOut
     with context.sessions() as session:
         row = _endpoint_row(session, caller, endpoint_id, "member")
         endpoint = endpoint_from_row(row)
-    scanned = scan_and_record(
-        context.sessions,
-        StoredSources(endpoints={endpoint_id: endpoint}),
-        web_scan_setup(context),
-        now=context.now_fn(),
-    )
+        team_id = row.team_id
+    with context.probe_slots.hold(f"team:{team_id}"):
+        scanned = scan_and_record(
+            context.sessions,
+            StoredSources(endpoints={endpoint_id: endpoint}),
+            web_scan_setup(context),
+            now=context.now_fn(),
+        )
     results = scanned.by_endpoint.get(endpoint_id, [])
     return ScanOut(endpoint_id=endpoint_id, results=[ResultOut.of(r) for r in results])
 
 
-@router.get(
-    "/endpoints/{endpoint_id}/observations",
-    response_model=ObservationPage,
-    tags=["observations"],
-)
+@router.get("/endpoints/{endpoint_id}/observations", response_model=ObservationPage)
 def list_observations(
     context: Context,
     caller: Caller,
@@ -265,6 +298,8 @@ def _endpoint_row(
     session: Session, caller: ApiCaller, endpoint_id: int, role: str
 ) -> EndpointRow:
     """Return the caller's endpoint, or raise 404 as for an unknown id."""
+    if not is_row_id(endpoint_id):
+        raise not_found("Endpoint", endpoint_id)
     row = session.get(EndpointRow, endpoint_id)
     if row is None or caller.role_in(session, row.team_id) is None:
         raise not_found("Endpoint", endpoint_id)

@@ -19,14 +19,15 @@ import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPBearer
 from sqlalchemy.orm import Session
 
 from certwatch.store.accounts import LoginSession, team_role, user_teams
-from certwatch.store.api_tokens import TokenGrant, find_api_token
+from certwatch.store.api_tokens import TokenGrant, find_api_token, record_token_use
 from certwatch.store.models import ROLES
 from certwatch.web.auth import SESSION_COOKIE, login_session, session_csrf_token
 from certwatch.web.dependencies import Context, WebContext, web_context
@@ -35,6 +36,31 @@ from certwatch.web.ratelimit import RequestLimiter
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 API_PREFIX = "/api"
+
+# The security schemes declare the credentials in the OpenAPI document, so
+# that /docs offers an Authorize button. They never reject a request
+# (auto_error=False): `api_caller` reads the headers itself and keeps its
+# own error messages.
+BEARER_SCHEME = HTTPBearer(
+    scheme_name="apiToken",
+    description="An API token from your team's Tokens page, sent as "
+    "`Authorization: Bearer cw_...`.",
+    auto_error=False,
+)
+SESSION_SCHEME = APIKeyCookie(
+    name=SESSION_COOKIE,
+    scheme_name="sessionCookie",
+    description="The login session of the web pages. A write (POST, PATCH, "
+    f"DELETE) with it also needs the {CSRF_HEADER} header.",
+    auto_error=False,
+)
+CSRF_SCHEME = APIKeyHeader(
+    name=CSRF_HEADER,
+    scheme_name="csrfToken",
+    description="The session's CSRF token (the csrf_token field of the site's "
+    "forms), required with the session cookie on writes.",
+    auto_error=False,
+)
 
 
 class ApiError(Exception):
@@ -115,8 +141,17 @@ class ApiCaller:
             )
 
 
-def api_caller(request: Request, context: Context) -> ApiCaller:
+def api_caller(
+    request: Request,
+    context: Context,
+    _bearer: Annotated[object, Depends(BEARER_SCHEME)],
+    _session: Annotated[object, Depends(SESSION_SCHEME)],
+    _csrf: Annotated[object, Depends(CSRF_SCHEME)],
+) -> ApiCaller:
     """Authenticate an API request, check its CSRF header and count it.
+
+    The three scheme parameters only declare the credentials in the OpenAPI
+    document; the checks below read the request's headers and cookie.
 
     Raises:
         ApiError: 401 without valid credentials, 403 for a cookie write
@@ -156,8 +191,14 @@ def _bearer_grant(header: str, context: WebContext) -> TokenGrant:
             "with an API token that starts with cw_.",
             {"WWW-Authenticate": "Bearer"},
         )
-    with context.sessions() as session, session.begin():
-        grant = find_api_token(session, token.strip(), now=context.now_fn())
+    now = context.now_fn()
+    # The lookup only reads, so a burst of API requests does not queue for
+    # SQLite's write lock; the last-used time is written once a minute.
+    with context.sessions() as session:
+        grant = find_api_token(session, token.strip(), now=now, record_use=False)
+    if grant is not None and grant.use_due:
+        with context.sessions() as session, session.begin():
+            record_token_use(session, grant.token_id, now=now)
     if grant is None:
         # The token itself is a secret and stays out of the message.
         raise ApiError(
@@ -200,12 +241,42 @@ def request_limiter(request: Request) -> RequestLimiter:
 
 
 def install_limits(app: FastAPI) -> None:
-    """Add the request limiter, the API error handler and the form post limit."""
+    """Add the request limiter, the API error handler and the form post limit.
+
+    It also makes the OpenAPI document state which credentials each API
+    operation accepts, with `openapi_security`.
+    """
     context = app.state.certwatch
     assert isinstance(context, WebContext)
     app.state.request_limiter = RequestLimiter(context.settings.requests_per_minute)
     app.add_exception_handler(ApiError, _api_error)
     app.middleware("http")(limit_form_posts)
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        return openapi_security(generate())
+
+    # FastAPI documents replacing `app.openapi` to change the document.
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def openapi_security(document: dict[str, Any]) -> dict[str, Any]:
+    """Require a token, or the session cookie (with the CSRF header on writes).
+
+    FastAPI lists the three schemes of `api_caller` as alternatives, which
+    would offer the CSRF header alone. Each operation that lists them gets
+    the real requirements instead. The document is changed in place, which
+    also updates FastAPI's cached copy, and returned.
+    """
+    for operations in document.get("paths", {}).values():
+        for method, operation in operations.items():
+            if "security" not in operation:
+                continue
+            session: dict[str, list[str]] = {SESSION_SCHEME.scheme_name: []}
+            if method.upper() not in SAFE_METHODS:
+                session[CSRF_SCHEME.scheme_name] = []
+            operation["security"] = [{BEARER_SCHEME.scheme_name: []}, session]
+    return document
 
 
 def _api_error(request: Request, exc: Exception) -> JSONResponse:

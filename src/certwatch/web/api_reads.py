@@ -34,13 +34,13 @@ from certwatch.web.api_models import (
     PlaceOut,
 )
 from certwatch.web.dependencies import Context
+from certwatch.web.ids import MAX_BIG_ID, Offset, is_row_id
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 100
 
 router = APIRouter(prefix="/api")
 
-Offset = Annotated[int, Query(ge=0, description="items to skip")]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="items to return")]
 
 
@@ -109,6 +109,8 @@ def acknowledge(
     Without `until`, reminders stop until a threshold after the one crossed
     last is crossed, as `certwatch alerts ack` does.
     """
+    if not is_row_id(alert_id, MAX_BIG_ID):
+        raise not_found("Alert", alert_id)
     now = context.now_fn()
     with context.sessions() as session, session.begin():
         roles = caller.team_roles(session)

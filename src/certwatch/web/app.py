@@ -10,11 +10,13 @@ query holds a pool thread, not the event loop.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from datetime import UTC, datetime
 
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from starlette.middleware.gzip import GZipMiddleware
 
 from certwatch import __version__
@@ -39,6 +41,17 @@ from certwatch.web.auth import LoginRequired
 from certwatch.web.dependencies import Clock, SessionFactory, WebContext, web_context
 from certwatch.web.errors import error_response, install_error_pages
 from certwatch.web.settings import WebSettings
+
+logger = logging.getLogger(__name__)
+
+# SQLite's result codes for a lock that another connection holds, which
+# Python's sqlite3 module (3.11 and later) exposes as `sqlite_errorname`.
+_SQLITE_BUSY_ERRORS = frozenset(
+    {"SQLITE_BUSY", "SQLITE_BUSY_SNAPSHOT", "SQLITE_BUSY_TIMEOUT", "SQLITE_LOCKED"}
+)
+# PostgreSQL's lock_not_available, deadlock_detected and
+# serialization_failure: the same request can succeed when retried.
+_POSTGRES_BUSY_STATES = frozenset({"55P03", "40P01", "40001"})
 
 # Responses smaller than this are sent as they are: compressing them saves
 # less than the Content-Encoding header costs.
@@ -114,10 +127,32 @@ def _database_unavailable(request: Request, exc: Exception) -> Response:
     # The route's template, not the URL: a calendar URL contains its secret.
     route = request.scope.get("route")
     where = getattr(route, "path", "a request")
+    if _is_busy(exc):
+        logger.warning(
+            "%s gave up waiting for a database lock (%s); the request can be retried",
+            where,
+            type(exc.__cause__ or exc).__name__,
+        )
+        return error_response(
+            request,
+            503,
+            "The inventory database is busy with other changes; retry the "
+            "request in a few seconds.",
+        )
     web_context(request).failures.failed(where, exc)
     return error_response(
         request, 503, "The inventory database cannot be read; try again later."
     )
+
+
+def _is_busy(exc: SQLAlchemyError) -> bool:
+    """Tell whether `exc` is a lock wait that gave up, not a database fault."""
+    if not isinstance(exc, OperationalError):
+        return False
+    cause = exc.orig
+    if isinstance(cause, sqlite3.OperationalError):
+        return getattr(cause, "sqlite_errorname", "") in _SQLITE_BUSY_ERRORS
+    return getattr(cause, "sqlstate", None) in _POSTGRES_BUSY_STATES
 
 
 def _login_required(request: Request, exc: Exception) -> RedirectResponse:

@@ -353,8 +353,8 @@ def _stale_view(item: TeamStaleDeployment, now: datetime) -> StaleView:
 def stale_text(item: TeamStaleDeployment, now: datetime) -> str:
     """Word a stale deployment, counting only the user's addresses.
 
-    When only other teams' addresses serve the newer certificate, the text
-    states that without counting them.
+    The stale deployment rule compares addresses within one team, so the
+    addresses that serve the newer certificate are the user's too.
     """
     old = item.certificate.not_after
     newest = max(
@@ -362,7 +362,7 @@ def stale_text(item: TeamStaleDeployment, now: datetime) -> str:
         default=None,
     )
     stale = len(item.stale)
-    if old is not None and newest is not None and item.renewed:
+    if old is not None and newest is not None:
         return stale_message(
             stale,
             stale + len(item.renewed),
@@ -370,12 +370,12 @@ def stale_text(item: TeamStaleDeployment, now: datetime) -> str:
             new_not_after=newest,
             now=now,
         )
+    # The rule compares not_after dates, so both exist for every stale
+    # deployment it found; this wording only keeps the page readable if a
+    # newer certificate's facts were missing.
     addresses = "address" if stale == 1 else "addresses"
     verb = "serves" if stale == 1 else "serve"
-    expires = "expired" if old is not None and old < now else "expires"
-    when = "-" if old is None else old.date().isoformat()
     return (
-        f"{stale} {addresses} of your teams still {verb} the certificate that "
-        f"{expires} on {when}, while addresses of other teams serve a newer "
-        "certificate for the same names."
+        f"{stale} {addresses} still {verb} this certificate while other "
+        "addresses of the same team serve a newer one for the same names."
     )

@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from certwatch.monitor.instant import ScanSetup
+from certwatch.web.probe_slots import ProbeSlots
 from certwatch.web.ratelimit import AddressLimiter
 from certwatch.web.settings import WebSettings
 
@@ -73,6 +74,8 @@ class WebContext:
     login_addresses: AddressLimiter = field(default_factory=AddressLimiter)
     # How the add form and the API probe new endpoints at once.
     scans: ScanSetup = field(default_factory=ScanSetup)
+    # How many instant probes may run at once, so they leave threads free.
+    probe_slots: ProbeSlots = field(default_factory=ProbeSlots)
 
 
 def web_context(request: Request) -> WebContext:

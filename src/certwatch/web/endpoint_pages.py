@@ -2,6 +2,10 @@
 
 Only members of the endpoint's team see it. Anyone else gets 404, as for
 an id that does not exist, so that ids reveal nothing about other teams.
+Owners and members also get forms that scan the endpoint now, change its
+tags, scan interval and enabled flag, and remove it after a confirmation
+page. `endpoint_actions` does the work. Viewers get no forms, and 403 if
+they send one anyway.
 """
 
 from __future__ import annotations
@@ -10,26 +14,32 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from certwatch.commands.history import describe_change
 from certwatch.commands.output import format_interval
 from certwatch.commands.queries import ServedCertificate, served_certificates
-from certwatch.store.accounts import (
-    LoginSession,
-)
+from certwatch.errors import CertwatchError
+from certwatch.store.accounts import LoginSession, team_role
 from certwatch.store.changes import CertificateChange, list_changes
 from certwatch.store.deployments import CertificateSummary, certificate_summaries
-from certwatch.store.inventory import EndpointRecord, get_endpoint
+from certwatch.store.inventory import EndpointRecord, get_endpoint, remove_endpoint
 from certwatch.store.models import EndpointRow
 from certwatch.store.observations import StoredObservation, latest_observations
 from certwatch.web.accounts import render
 from certwatch.web.advice import Advice, error_advice, finding_advice
-from certwatch.web.auth import CurrentUser, require_role
+from certwatch.web.auth import CurrentUser, FormBody, check_csrf, require_role
 from certwatch.web.dashboard import STATUS_WORDS
-from certwatch.web.dependencies import Context
+from certwatch.web.dependencies import Context, WebContext
+from certwatch.web.endpoint_actions import (
+    SettingsForm,
+    parse_settings,
+    save_settings,
+    scan_now,
+)
+from certwatch.web.probe_slots import ProbeSlotsFull
 from certwatch.x509.facts import days_left
 from certwatch.x509.model import Finding, Severity
 
@@ -37,6 +47,15 @@ from certwatch.x509.model import Finding, Severity
 # is an id that does not exist, and PostgreSQL would reject it as a query
 # parameter.
 MAX_ID = 2**31 - 1
+
+WRITER_ROLES = ("owner", "member")
+"""The team roles that may scan, change and remove endpoints."""
+
+DONE_NOTICES = {
+    "scanned": "Scanned now; the addresses below show the new scan.",
+    "saved": "The settings are saved.",
+}
+"""The notice after a redirect, by the `done` query parameter."""
 
 router = APIRouter(include_in_schema=False)
 
@@ -105,12 +124,127 @@ class ChangeView:
 
 @router.get("/endpoints/{endpoint_id:int}", response_class=HTMLResponse)
 def endpoint_page(
-    request: Request, context: Context, login: CurrentUser, endpoint_id: int
+    request: Request,
+    context: Context,
+    login: CurrentUser,
+    endpoint_id: int,
+    done: str = "",
 ) -> HTMLResponse:
     """Show one endpoint of the user's teams; 404 for any other id."""
+    return _endpoint_response(
+        request, context, login, endpoint_id, notice=DONE_NOTICES.get(done)
+    )
+
+
+@router.post(
+    "/endpoints/{endpoint_id:int}/scan",
+    response_class=HTMLResponse,
+    response_model=None,
+)
+def scan_endpoint(
+    request: Request,
+    context: Context,
+    login: CurrentUser,
+    form: FormBody,
+    endpoint_id: int,
+) -> HTMLResponse | RedirectResponse:
+    """Scan the endpoint now and show its page with the new scan."""
+    check_csrf(request, form, login)
+    with context.sessions() as session:
+        record, team_id = _writable_endpoint(session, login, endpoint_id)
+    try:
+        scan_now(context, record, team_id)
+    except ProbeSlotsFull as exc:
+        return _endpoint_response(
+            request, context, login, endpoint_id, error=exc.detail, status_code=429
+        )
+    return RedirectResponse(f"/endpoints/{endpoint_id}?done=scanned", status_code=303)
+
+
+@router.post(
+    "/endpoints/{endpoint_id:int}/settings",
+    response_class=HTMLResponse,
+    response_model=None,
+)
+def change_settings(
+    request: Request,
+    context: Context,
+    login: CurrentUser,
+    form: FormBody,
+    endpoint_id: int,
+) -> HTMLResponse | RedirectResponse:
+    """Store the endpoint's tags, scan interval and enabled flag."""
+    check_csrf(request, form, login)
+    sent = SettingsForm.of(form)
+    with context.sessions() as session, session.begin():
+        record, _ = _writable_endpoint(session, login, endpoint_id)
+        problem: str | None = None
+        try:
+            save_settings(session, record, parse_settings(sent), context)
+        except CertwatchError as exc:
+            problem = str(exc)
+    if problem is not None:
+        return _endpoint_response(
+            request,
+            context,
+            login,
+            endpoint_id,
+            error=problem,
+            settings=sent,
+            status_code=400,
+        )
+    return RedirectResponse(f"/endpoints/{endpoint_id}?done=saved", status_code=303)
+
+
+@router.get("/endpoints/{endpoint_id:int}/remove", response_class=HTMLResponse)
+def remove_page(
+    request: Request, context: Context, login: CurrentUser, endpoint_id: int
+) -> HTMLResponse:
+    """Ask the user to confirm the removal of the endpoint."""
+    with context.sessions() as session:
+        record, _ = _writable_endpoint(session, login, endpoint_id)
+    return render(
+        request, context, "endpoint_remove.html", {"record": record}, login=login
+    )
+
+
+@router.post(
+    "/endpoints/{endpoint_id:int}/remove",
+    response_class=HTMLResponse,
+    response_model=None,
+)
+def remove(
+    request: Request,
+    context: Context,
+    login: CurrentUser,
+    form: FormBody,
+    endpoint_id: int,
+) -> RedirectResponse:
+    """Remove the endpoint with its observations, as `DELETE /api/endpoints/{id}`."""
+    check_csrf(request, form, login)
+    with context.sessions() as session, session.begin():
+        _writable_endpoint(session, login, endpoint_id)
+        remove_endpoint(session, endpoint_id)
+    return RedirectResponse("/dashboard", status_code=303)
+
+
+def _endpoint_response(
+    request: Request,
+    context: WebContext,
+    login: LoginSession,
+    endpoint_id: int,
+    *,
+    notice: str | None = None,
+    error: str | None = None,
+    settings: SettingsForm | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
     now = context.now_fn()
     with context.sessions() as session:
         record = _visible_endpoint(session, login, endpoint_id)
+        team_id = _team_id(session, endpoint_id)
+        assert team_id is not None
+        role = team_role(session, login.user_id, team_id)
         observations = latest_observations(session, endpoint_id=endpoint_id)
         served = served_certificates(session, endpoint_id=endpoint_id)
         changes = list_changes(session, endpoint_id=endpoint_id)
@@ -133,30 +267,56 @@ def endpoint_page(
             if record.schedule.not_after is not None
             else None
         ),
+        "can_edit": role in WRITER_ROLES,
+        "settings": settings
+        or SettingsForm.of_record(record, format_interval(record.interval)),
+        "notice": notice,
+        "error": error,
     }
-    return render(request, context, "endpoint.html", values, login=login)
+    return render(
+        request, context, "endpoint.html", values, login=login, status_code=status_code
+    )
+
+
+def _team_id(session: Session, endpoint_id: int) -> int | None:
+    if endpoint_id > MAX_ID:
+        return None
+    return session.scalar(
+        select(EndpointRow.team_id).where(EndpointRow.id == endpoint_id)
+    )
 
 
 def _visible_endpoint(
-    session: Session, login: LoginSession, endpoint_id: int
+    session: Session, login: LoginSession, endpoint_id: int, role: str = "viewer"
 ) -> EndpointRecord:
-    """Return the endpoint when the user is a member of its team.
+    """Return the endpoint when the user has at least `role` in its team.
 
     Raises:
-        HTTPException: 404 for an unknown id and for another team's endpoint.
+        HTTPException: 404 for an unknown id and for another team's
+            endpoint; 403 when the user's role is below `role`.
     """
-    team_id = None
-    if endpoint_id <= MAX_ID:
-        team_id = session.scalar(
-            select(EndpointRow.team_id).where(EndpointRow.id == endpoint_id)
-        )
+    team_id = _team_id(session, endpoint_id)
     if team_id is None:
         raise HTTPException(404, "Not Found")
-    require_role(session, login, team_id, "viewer")
+    require_role(session, login, team_id, role)
     record = get_endpoint(session, endpoint_id)
     if record is None:
         raise HTTPException(404, "Not Found")
     return record
+
+
+def _writable_endpoint(
+    session: Session, login: LoginSession, endpoint_id: int
+) -> tuple[EndpointRecord, int]:
+    """Return the endpoint and its team id when the user may change it.
+
+    Raises:
+        HTTPException: 404 as `_visible_endpoint`; 403 for a viewer.
+    """
+    record = _visible_endpoint(session, login, endpoint_id, "member")
+    team_id = _team_id(session, endpoint_id)
+    assert team_id is not None
+    return record, team_id
 
 
 def _summaries(

@@ -58,9 +58,8 @@ def recording_cycles(
 
     def run(sessions: SessionFactory) -> object:
         try:
-            with sessions() as session:
+            with sessions() as session, session.begin():
                 record_cycle_completed(session, now=now_fn())
-                session.commit()
         except SQLAlchemyError as exc:
             logger.error("cannot record the end of the monitoring cycle: %s", exc)
         if after_cycle is None:

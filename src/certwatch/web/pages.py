@@ -9,9 +9,17 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from certwatch import __version__
+from certwatch.store.accounts import count_users
 from certwatch.web.auth import OptionalLogin
+from certwatch.web.dependencies import web_context
+from certwatch.web.expiry_words import page_expired_words, plural
+from certwatch.web.navigation import may_add_endpoints, signup_open
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).with_name("templates"))
+TEMPLATES.env.globals["expired_words"] = page_expired_words
+TEMPLATES.env.filters["plural"] = plural
+TEMPLATES.env.globals["signup_open"] = signup_open
+TEMPLATES.env.globals["may_add_endpoints"] = may_add_endpoints
 
 router = APIRouter(include_in_schema=False)
 
@@ -26,8 +34,15 @@ def index(request: Request, login: OptionalLogin) -> HTMLResponse | RedirectResp
     """
     if login is not None:
         return RedirectResponse("/dashboard", status_code=303)
-    response = TEMPLATES.TemplateResponse(
-        request, "index.html", {"version": __version__, "login": None}
-    )
+    context = web_context(request)
+    with context.sessions() as session:
+        first = count_users(session) == 0
+    values = {
+        "version": __version__,
+        "login": None,
+        "first": first,
+        "open_signup": context.settings.signup == "open",
+    }
+    response = TEMPLATES.TemplateResponse(request, "index.html", values)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -153,6 +153,12 @@ class WebServer:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+            # By default uvicorn 0.55 trusts X-Forwarded-For from 127.0.0.1.
+            # That would let any client on this host, or behind a same-host
+            # proxy, choose the address that the login and password-reset
+            # limits count, so only the listed proxies are trusted.
+            proxy_headers=bool(settings.trusted_proxies),
+            forwarded_allow_ips=list(settings.trusted_proxies),
         )
         self._server = _StoppableServer(config)
         self._stopping = False

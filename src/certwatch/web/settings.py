@@ -20,6 +20,7 @@ PUBLIC_URL_VARIABLE = "CERTWATCH_WEB_PUBLIC_URL"
 SIGNUP_VARIABLE = "CERTWATCH_WEB_SIGNUP"
 ENDPOINT_LIMIT_VARIABLE = "CERTWATCH_TEAM_ENDPOINT_LIMIT"
 REQUEST_LIMIT_VARIABLE = "CERTWATCH_WEB_REQUESTS_PER_MINUTE"
+TRUSTED_PROXIES_VARIABLE = "CERTWATCH_WEB_TRUSTED_PROXIES"
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -64,6 +65,11 @@ class WebSettings:
     `requests_per_minute` bounds the API requests and form posts of each
     user and API token. The field defaults suit an invite-only site;
     `load_web_settings` picks safer ones for open sign-up.
+
+    `trusted_proxies` are the addresses and networks (in CIDR form) of the
+    reverse proxies whose X-Forwarded-For and X-Forwarded-Proto headers
+    are believed. Empty means that no proxy is trusted, so the client's
+    address is the connection's peer, whatever headers it sends.
     """
 
     host: str = DEFAULT_HOST
@@ -75,6 +81,7 @@ class WebSettings:
     allow_private_targets: bool = True
     team_endpoint_limit: int | None = None
     requests_per_minute: int = DEFAULT_REQUESTS_PER_MINUTE
+    trusted_proxies: tuple[str, ...] = ()
 
     def base_url(self) -> str:
         """Return the URL that printed links start with, without a final `/`."""
@@ -112,7 +119,35 @@ def load_web_settings(environ: Mapping[str, str] = os.environ) -> WebSettings:
             default=OPEN_SIGNUP_ENDPOINT_LIMIT if open_signup else None,
         ),
         requests_per_minute=_requests_per_minute(environ.get(REQUEST_LIMIT_VARIABLE)),
+        trusted_proxies=parse_trusted_proxies(environ.get(TRUSTED_PROXIES_VARIABLE)),
     )
+
+
+def parse_trusted_proxies(text: str | None) -> tuple[str, ...]:
+    """Parse a comma-separated list of proxy addresses and CIDR networks.
+
+    Returns each entry in canonical form; an address becomes a one-address
+    network such as `127.0.0.1/32`. `None` or an empty text trusts no proxy.
+
+    Raises:
+        WebSettingsError: an entry is not an IP address or network.
+    """
+    networks: list[str] = []
+    for entry in (text or "").split(","):
+        stripped = entry.strip()
+        if not stripped:
+            continue
+        try:
+            network = ipaddress.ip_network(stripped.strip("[]"), strict=False)
+        except ValueError:
+            raise WebSettingsError(
+                f"{TRUSTED_PROXIES_VARIABLE} contains {stripped!r}, which is not "
+                "an IP address or network: list the addresses or CIDR networks "
+                "of your reverse proxies, separated by commas, such as "
+                "127.0.0.1,10.0.0.0/8, or unset it when no proxy is in front."
+            ) from None
+        networks.append(str(network))
+    return tuple(dict.fromkeys(networks))
 
 
 def _host(text: str | None) -> str:

@@ -10,6 +10,7 @@ of the CLI, so the web and the CLI accept the same values.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,7 +26,8 @@ from certwatch.alerts.evaluate import AlertSettings, load_alert_settings
 from certwatch.alerts.message import EventKind, Notice
 from certwatch.alerts.outbox import DeliveryReport, DeliveryState, deliver_now
 from certwatch.alerts.policy import DEFAULT_SCHEDULE, ScheduleError, parse_schedule
-from certwatch.alerts.settings import load_delivery_settings
+from certwatch.alerts.receivers import check_contact
+from certwatch.alerts.settings import load_delivery_settings, with_receiver_policy
 from certwatch.errors import CertwatchError
 from certwatch.monitor.settings import parse_duration
 from certwatch.store.accounts import LoginSession
@@ -101,6 +103,11 @@ def add_contact_form(
     escalation = form.get("escalation") == "on"
     try:
         contact = parse_contact(f"{kind}:{address}")
+        if not context.settings.allow_private_targets:
+            # Only an owner may make the site look the name up.
+            with context.sessions() as session:
+                require_role(session, login, identifier, "owner")
+            _check_receiver(context, contact)
     except ContactError as exc:
         with context.sessions() as session:
             require_role(session, login, identifier, "owner")
@@ -259,6 +266,10 @@ def notify_test(
             error=f"The delivery settings are invalid, so nothing was sent: {exc}",
             status_code=503,
         )
+    # The monitor in serve delivers under the same policy.
+    delivery = with_receiver_policy(
+        delivery, allow_private=context.settings.allow_private_targets
+    )
     report = deliver_now(
         context.sessions,
         team_id=identifier,
@@ -349,6 +360,20 @@ def _settings_page(
     )
 
 
+def _check_receiver(context: WebContext, contact: ContactAddress) -> None:
+    """Reject a receiver at a non-public address, as the add page rejects targets.
+
+    The request runs in a thread of FastAPI's pool, which has no event
+    loop, so the lookup gets its own.
+
+    Raises:
+        ReceiverNotAllowed: the contact's host is or resolves to a
+            non-public address.
+    """
+    timeout = context.scans.monitor.probe.timeout
+    asyncio.run(check_contact(contact, context.scans.resolver, timeout=timeout))
+
+
 def _team_contact(session: Session, team_id: int, contact_id: int) -> ContactRecord:
     for contact in list_contacts(session, team_id):
         if contact.id == contact_id:
@@ -368,7 +393,9 @@ def _contact_view(contact: ContactRecord) -> ContactView:
         )
     elif contact.consecutive_failures:
         health = (
-            f"{contact.consecutive_failures} failed deliveries in a row: "
+            f"{contact.consecutive_failures} failed "
+            f"{'delivery' if contact.consecutive_failures == 1 else 'deliveries'} "
+            "in a row: "
             f"{contact.last_error}"
         )
     else:

@@ -14,13 +14,16 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from certwatch.store.accounts import (
+    MAX_TEAM_NAME_LENGTH,
     AccountError,
     Invitation,
     LoginSession,
     accept_invitation,
     create_invitation,
+    create_team,
     find_invitation,
     normalize_email,
+    owned_team_count,
     team_members,
     team_name,
     user_teams,
@@ -42,18 +45,42 @@ from certwatch.web.accounts import (
 )
 from certwatch.web.auth import CurrentUser, FormBody, check_csrf, require_role
 from certwatch.web.dependencies import Context, WebContext
+from certwatch.web.ids import is_row_id
 
 INVITATION_LIFETIME = timedelta(days=7)
+
+# Each team has its own endpoint limit, so teams without bound would lift
+# it. NOTE: a fixed number; an operator setting would suit larger sites.
+MAX_OWNED_TEAMS = 10
 
 router = APIRouter(include_in_schema=False)
 
 
 @router.get("/teams", response_class=HTMLResponse)
 def teams_page(request: Request, context: Context, login: CurrentUser) -> HTMLResponse:
-    """Show the teams of the logged-in user, with the user's role in each."""
-    with context.sessions() as session:
-        teams = user_teams(session, login.user_id)
-    return render(request, context, "teams.html", {"teams": teams}, login=login)
+    """Show the teams of the logged-in user, and the form that creates one."""
+    return _teams_page(request, context, login, {})
+
+
+@router.post("/teams", response_class=HTMLResponse, response_model=None)
+def create_team_form(
+    request: Request, context: Context, login: CurrentUser, form: FormBody
+) -> HTMLResponse | RedirectResponse:
+    """Create a team with the user as its owner, and open its page."""
+    check_csrf(request, form, login)
+    name = form.get("name")
+    try:
+        with context.sessions() as session, session.begin():
+            if owned_team_count(session, login.user_id) >= MAX_OWNED_TEAMS:
+                raise AccountError(
+                    f"You own {MAX_OWNED_TEAMS} teams, the most one account may "
+                    "own: add the endpoints to one of those teams instead."
+                )
+            team_id = create_team(session, name, login.user_id, now=context.now_fn())
+    except AccountError as exc:
+        values = {"error": str(exc), "name": name}
+        return _teams_page(request, context, login, values, status_code=400)
+    return RedirectResponse(f"/teams/{team_id}", status_code=303)
 
 
 @router.get("/teams/{team_id}", response_class=HTMLResponse)
@@ -80,6 +107,7 @@ def invite(
     owner's choice.
     """
     check_csrf(request, form, login)
+    _require_row_id(team_id)
     email = normalize_email(form.get("email"))
     role = form.get("role")
     problem = email_problem(email)
@@ -181,6 +209,28 @@ def accept(
     return RedirectResponse(f"/teams/{found.team_id}", status_code=303)
 
 
+def _teams_page(
+    request: Request,
+    context: WebContext,
+    login: LoginSession,
+    extra: dict[str, Any],
+    *,
+    status_code: int = 200,
+) -> HTMLResponse:
+    with context.sessions() as session:
+        teams = user_teams(session, login.user_id)
+    values = {
+        "teams": teams,
+        "error": None,
+        "name": "",
+        "max_name_length": MAX_TEAM_NAME_LENGTH,
+        **extra,
+    }
+    return render(
+        request, context, "teams.html", values, login=login, status_code=status_code
+    )
+
+
 def _acceptance_problem(found: Invitation | None, login: LoginSession) -> str | None:
     if found is None:
         return INVITATION_INVALID
@@ -201,6 +251,7 @@ def _team_page(
     *,
     status_code: int = 200,
 ) -> HTMLResponse:
+    _require_row_id(team_id)
     with context.sessions() as session:
         role = require_role(session, login, team_id, "viewer")
         name = team_name(session, team_id)
@@ -219,6 +270,12 @@ def _team_page(
     return render(
         request, context, "team.html", values, login=login, status_code=status_code
     )
+
+
+def _require_row_id(team_id: int) -> None:
+    """Raise 404 for a team id that no row can have, before any query uses it."""
+    if not is_row_id(team_id):
+        raise HTTPException(404, "Not Found")
 
 
 def _base_url(request: Request, context: WebContext) -> str:

@@ -54,12 +54,19 @@ STATUS_NAMES = {
 
 _EXPIRED = -1
 
-CHART_WIDTH = 480
-CHART_HEIGHT = 280
-"""The chart's viewBox. The page scales it to the column width, about 360
-CSS pixels on a phone, so the 16-unit labels stay 12 CSS pixels or more."""
+CHART_WIDTH = 440
+CHART_HEIGHT = 320
+"""The chart's viewBox. The page scales it to the column width, 358 CSS
+pixels on a 390-pixel phone, so the 16-unit text stays 13 CSS pixels."""
 
 CHART_TITLE = "Certificates expiring in the next 90 days, by week of days left"
+X_TITLE = "Days left (week starting at)"
+EXPIRED_LABEL = "<0"
+"""The chart's label of the expired bucket: fewer than 0 days left."""
+LEGEND_COLUMNS = 2
+"""Legend entries per row: four in a row leave "Unknown" touching the next swatch."""
+LEGEND_MARGIN = 24
+"""Room below the legend for the descenders of its 16-unit text ("g" of Warning)."""
 MAX_Y_TICKS = 6
 # Drawings kept by `render_chart`: one per distinct set of counts, such as
 # the dashboard of each team and filter in use.
@@ -195,8 +202,20 @@ def render_chart(timeline: ExpiryTimeline) -> str:
         tuple(bucket.counts.get(status, 0) for status in STATUS_ORDER)
         for bucket in timeline.buckets
     )
-    labels = tuple(bucket.label for bucket in timeline.buckets)
+    labels = tuple(chart_label(bucket) for bucket in timeline.buckets)
     return _drawn_chart(labels, counts)
+
+
+def chart_label(bucket: TimelineBucket) -> str:
+    """Return a bar's short label: the first day left of its week, "<0" if expired.
+
+    Ranges such as "84-90", and the word "Expired", are too wide to label all
+    14 bars of a phone-sized chart, so the axis title says that each number
+    starts a week. The table below the chart names the buckets in full.
+    """
+    if bucket.first_day is None:
+        return EXPIRED_LABEL
+    return str(bucket.first_day)
 
 
 @functools.lru_cache(maxsize=CHART_CACHE_SIZE)
@@ -206,9 +225,9 @@ def _drawn_chart(labels: tuple[str, ...], counts: tuple[tuple[int, ...], ...]) -
     pygal's JavaScript (tooltips) is left out, and so is the inline
     `<script>` with its configuration, so the page runs no script and loads
     nothing from elsewhere. The SVG scales to the width of its container.
-    Every second bucket is labelled, because 14 labels do not fit the
-    narrow chart, and the y axis has whole-number ticks only. The labels
-    are made here from numbers and status names, never from stored text.
+    Every bar is labelled, and the y axis has whole-number ticks only. The
+    labels are made here from numbers and status names, never from stored
+    text.
     """
     ticks = integer_ticks(max(sum(row) for row in counts))
     chart = pygal.StackedBar(
@@ -218,14 +237,12 @@ def _drawn_chart(labels: tuple[str, ...], counts: tuple[tuple[int, ...], ...]) -
         width=CHART_WIDTH,
         height=CHART_HEIGHT,
         margin=8,
-        margin_bottom=16,
+        margin_bottom=LEGEND_MARGIN,
         legend_at_bottom=True,
-        legend_at_bottom_columns=len(STATUS_ORDER),
-        x_title="Days left",
+        legend_at_bottom_columns=LEGEND_COLUMNS,
+        x_title=X_TITLE,
         y_title="Certificates",
         print_values=False,
-        show_minor_x_labels=False,
-        x_labels_major_every=2,
         truncate_label=-1,
         truncate_legend=-1,
         y_labels=ticks,

@@ -14,9 +14,16 @@ from typing import TYPE_CHECKING
 from certwatch.alerts import apprise_support
 from certwatch.alerts.channels.outcome import DeliveryOutcome
 from certwatch.alerts.channels.webhook import IDEMPOTENCY_HEADER, USER_AGENT, scrub_url
+from certwatch.alerts.contacts import ContactAddress, ContactKind
 from certwatch.alerts.message import EventKind, Notice
+from certwatch.alerts.receivers import (
+    ReceiverNotAllowed,
+    receiver_addresses,
+    receiver_host,
+)
 from certwatch.alerts.render import clean, render_message
 from certwatch.alerts.settings import WebhookSettings
+from certwatch.probe.resolve import ResolutionError, SystemResolver
 from certwatch.x509.model import Severity
 
 if TYPE_CHECKING:
@@ -46,6 +53,10 @@ async def send_apprise(
     Apprise turns the errors of its plugins into a failed result, so a
     failed delivery is returned as an outcome rather than raised.
     """
+    if not settings.allow_private_addresses:
+        refusal = await _check_receiver(url, settings)
+        if refusal is not None:
+            return refusal
     try:
         notifier = _notifier(url, notice, settings)
     except ImportError:
@@ -65,6 +76,34 @@ async def send_apprise(
     if result:
         return DeliveryOutcome.success("accepted by the Apprise service")
     return DeliveryOutcome.transient(_failure_reason(result, url))
+
+
+async def _check_receiver(
+    url: str, settings: WebhookSettings
+) -> DeliveryOutcome | None:
+    """Return the outcome for a receiver that the address policy blocks.
+
+    Apprise connects by name itself, so this checks the addresses that the
+    name has now, not the one Apprise connects to.
+    """
+    contact = ContactAddress(ContactKind.APPRISE, url)
+    host = receiver_host(contact)
+    if host is None:
+        return None
+    try:
+        await receiver_addresses(
+            contact,
+            host,
+            443,
+            SystemResolver(),
+            allow_private=False,
+            timeout=settings.timeout,
+        )
+    except ReceiverNotAllowed as exc:
+        return DeliveryOutcome.rejected(str(exc))
+    except ResolutionError as exc:
+        return DeliveryOutcome.transient(f"the receiver's name did not resolve: {exc}")
+    return None
 
 
 def _notifier(

@@ -4,15 +4,23 @@ Each delivery is one HTTP POST with a JSON body, the notice's idempotency
 key in the `Idempotency-Key` header, and a User-Agent naming certwatch.
 Redirects are not followed, because a webhook URL that redirects is a
 stale contact and following it would send the body to an unconfigured URL.
+
+Without a proxy, the channel resolves the receiver's name itself and
+connects to one of the addresses it checked, keeping the name in the Host
+header and in the TLS server name (SNI) and certificate check. So the
+address policy of an open site (`WebhookSettings.allow_private_addresses`)
+holds for the address actually connected to.
 """
 
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import logging
 import re
 import ssl
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -25,7 +33,9 @@ from certwatch.alerts.channels.outcome import DeliveryOutcome
 from certwatch.alerts.contacts import ContactAddress, ContactKind, redact_url
 from certwatch.alerts.message import Notice
 from certwatch.alerts.payloads import slack_payload, teams_payload, webhook_payload
+from certwatch.alerts.receivers import ReceiverNotAllowed, receiver_addresses
 from certwatch.alerts.settings import WebhookSettings, tls_context
+from certwatch.probe.resolve import ResolutionError, Resolver, SystemResolver
 
 USER_AGENT = f"certwatch/{__version__}"
 
@@ -70,14 +80,42 @@ MAX_RESPONSE_BYTES = 16 * 1024
 """The maximum number of bytes read from a receiver's response body."""
 
 
+@dataclass(frozen=True)
+class _Route:
+    """One way to send the request: the URL to open, and what keeps the name.
+
+    `url` has the checked IP address in place of the host name when the
+    channel connects directly. `headers` then contain the original Host,
+    and `extensions` the TLS server name that httpcore sends and verifies.
+    """
+
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    extensions: dict[str, Any] = field(default_factory=dict)
+
+
 async def post_webhook(
-    contact: ContactAddress, notice: Notice, settings: WebhookSettings
+    contact: ContactAddress,
+    notice: Notice,
+    settings: WebhookSettings,
+    resolver: Resolver | None = None,
 ) -> DeliveryOutcome:
     """POST `notice` to a webhook, Slack or Teams contact in its own format.
 
-    A network or HTTP failure is returned as an outcome, with the reason and
-    whether a retry may help, rather than raised.
+    `resolver` turns the receiver's name into addresses, the system's
+    resolver by default. When connecting to an address is refused or
+    fails, the next address is tried. A network or HTTP failure, and a
+    receiver that the address policy of `settings` blocks, are returned as
+    an outcome, with the reason and whether a retry may help, rather than
+    raised.
     """
+    try:
+        routes = await _routes(contact, settings, resolver or SystemResolver())
+    except ReceiverNotAllowed as exc:
+        return DeliveryOutcome.rejected(str(exc))
+    except ResolutionError as exc:
+        return DeliveryOutcome.transient(f"the receiver's name did not resolve: {exc}")
+
     body = json.dumps(_payload(contact.kind, notice), ensure_ascii=False)
     headers = {
         "Content-Type": "application/json; charset=utf-8",
@@ -85,21 +123,90 @@ async def post_webhook(
         IDEMPOTENCY_HEADER: notice.key,
         EVENT_HEADER: notice.event.value,
     }
+    for index, route in enumerate(routes):
+        try:
+            async with (
+                _client(settings) as client,
+                client.stream(
+                    "POST",
+                    route.url,
+                    content=body.encode("utf-8"),
+                    headers={**headers, **route.headers},
+                    extensions=route.extensions,
+                ) as response,
+            ):
+                text = await _read_start(response)
+        except httpx.ConnectError as exc:
+            # Nothing was sent, so the next address gets the same request.
+            if index + 1 < len(routes):
+                continue
+            return DeliveryOutcome.transient(_describe_error(exc, route.url))
+        except httpx.TimeoutException:
+            return DeliveryOutcome.transient(
+                f"the receiver did not respond within {settings.timeout:g} s"
+            )
+        except httpx.HTTPError as exc:
+            return DeliveryOutcome.transient(_describe_error(exc, route.url))
+        return classify_response(response.status_code, response.headers, text)
+    # receiver_addresses returns at least one address or raises.
+    raise AssertionError(f"no address to deliver to for {contact.redacted()}")
+
+
+async def _routes(
+    contact: ContactAddress, settings: WebhookSettings, resolver: Resolver
+) -> list[_Route]:
+    """Return the routes to try in turn, after checking the address policy.
+
+    Raises:
+        ReceiverNotAllowed: an address of the receiver is not public and
+            the settings allow public addresses only.
+        ResolutionError: the receiver's name does not resolve.
+    """
+    url = httpx.URL(contact.value)
+    host = url.raw_host.decode("ascii")
+    if settings.proxy is not None:
+        # NOTE: the proxy resolves the name again when it connects, so with
+        # a proxy the policy is checked on this lookup only. An operator who
+        # sets a proxy on an open site should make it reject internal
+        # addresses too.
+        if not settings.allow_private_addresses:
+            await _checked_addresses(contact, url, settings, resolver)
+        return [_Route(contact.value)]
+
+    addresses = await _checked_addresses(contact, url, settings, resolver)
+    if _is_ip_literal(host):
+        return [_Route(contact.value)]
+    headers = {"Host": url.netloc.decode("ascii")}
+    extensions = {"sni_hostname": host} if url.scheme == "https" else {}
+    return [
+        _Route(str(url.copy_with(host=address)), headers, extensions)
+        for address in addresses
+    ]
+
+
+def _is_ip_literal(host: str) -> bool:
     try:
-        async with (
-            _client(settings) as client,
-            client.stream(
-                "POST", contact.value, content=body.encode("utf-8"), headers=headers
-            ) as response,
-        ):
-            text = await _read_start(response)
-    except httpx.TimeoutException:
-        return DeliveryOutcome.transient(
-            f"the receiver did not respond within {settings.timeout:g} s"
-        )
-    except httpx.HTTPError as exc:
-        return DeliveryOutcome.transient(_describe_error(exc, contact.value))
-    return classify_response(response.status_code, response.headers, text)
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+async def _checked_addresses(
+    contact: ContactAddress,
+    url: httpx.URL,
+    settings: WebhookSettings,
+    resolver: Resolver,
+) -> list[str]:
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return await receiver_addresses(
+        contact,
+        url.raw_host.decode("ascii"),
+        port,
+        resolver,
+        allow_private=settings.allow_private_addresses,
+        timeout=settings.timeout,
+    )
 
 
 async def _read_start(response: httpx.Response) -> str:
