@@ -1014,15 +1014,44 @@ def print_summary(document: dict[str, Any]) -> None:
             )
 
 
+def database_kinds(choice: str) -> list[str]:
+    """Return the databases that a `--database` choice names, in run order."""
+    return ["sqlite", "postgresql"] if choice == "both" else [choice]
+
+
+def each_filled_database(
+    endpoints: int,
+    certificates: int,
+    choice: str,
+    run: Callable[[str, str, Fill], None],
+) -> None:
+    """Fill each database of `choice` with one synthetic store and call `run`.
+
+    The certificates and scan results are made once, with the default
+    seed. `run` gets the database kind, its URL and the fill's figures
+    while the database exists. A PostgreSQL database is made on the
+    default server and dropped after `run` returns.
+    """
+    arguments = parse_arguments(
+        ["--endpoints", str(endpoints), "--certificates", str(certificates)]
+    )
+    plan, results, prepared = prepare(arguments)
+    print(f"prepared in {prepared:.0f} s", flush=True)
+    for kind in database_kinds(choice):
+        opened = (
+            sqlite_database()
+            if kind == "sqlite"
+            else postgres_database(DEFAULT_SERVER_URL)
+        )
+        with opened as url:
+            run(kind, url, fill(url, plan, results))
+
+
 def main(argv: list[str] | None = None) -> None:
     arguments = parse_arguments(argv)
     plan, results, prepared = prepare(arguments)
     _progress(f"prepared certificates and scan results in {prepared:.0f} s")
-    kinds = (
-        ["sqlite", "postgresql"]
-        if arguments.database == "both"
-        else [arguments.database]
-    )
+    kinds = database_kinds(arguments.database)
     document = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "endpoints": len(plan.endpoints),

@@ -98,31 +98,14 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, default=3)
     arguments = parser.parse_args()
-    store_arguments = store_bench.parse_arguments(
-        [
-            "--endpoints",
-            str(arguments.endpoints),
-            "--certificates",
-            str(arguments.certificates),
-        ]
+
+    def run(kind: str, url: str, filled: store_bench.Fill) -> None:
+        print(f"{kind}: filled in {filled.seconds:.0f} s", flush=True)
+        measure(url, arguments.repeat)
+
+    store_bench.each_filled_database(
+        arguments.endpoints, arguments.certificates, arguments.database, run
     )
-    plan, results, prepared = store_bench.prepare(store_arguments)
-    print(f"prepared in {prepared:.0f} s", flush=True)
-    kinds = (
-        ["sqlite", "postgresql"]
-        if arguments.database == "both"
-        else [arguments.database]
-    )
-    for kind in kinds:
-        opened = (
-            store_bench.sqlite_database()
-            if kind == "sqlite"
-            else store_bench.postgres_database(store_bench.DEFAULT_SERVER_URL)
-        )
-        with opened as url:
-            filled = store_bench.fill(url, plan, results)
-            print(f"{kind}: filled in {filled.seconds:.0f} s", flush=True)
-            measure(url, arguments.repeat)
 
 
 if __name__ == "__main__":

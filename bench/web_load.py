@@ -215,37 +215,20 @@ def main() -> None:
         serve(arguments.serve, arguments.port_file)
         return
 
-    store_arguments = store_bench.parse_arguments(
-        [
-            "--endpoints",
-            str(arguments.endpoints),
-            "--certificates",
-            str(arguments.certificates),
-        ]
-    )
-    plan, results, prepared = store_bench.prepare(store_arguments)
-    print(f"prepared in {prepared:.0f} s", flush=True)
-    kinds = (
-        ["sqlite", "postgresql"]
-        if arguments.database == "both"
-        else [arguments.database]
-    )
     documents = []
-    for kind in kinds:
-        opened = (
-            store_bench.sqlite_database()
-            if kind == "sqlite"
-            else store_bench.postgres_database(store_bench.DEFAULT_SERVER_URL)
+
+    def run(kind: str, url: str, filled: store_bench.Fill) -> None:
+        print(
+            f"{kind}: filled in {filled.seconds:.0f} s; {arguments.requests} "
+            f"requests per path, {arguments.concurrency} at a time",
+            flush=True,
         )
-        with opened as url:
-            filled = store_bench.fill(url, plan, results)
-            print(
-                f"{kind}: filled in {filled.seconds:.0f} s; {arguments.requests} "
-                f"requests per path, {arguments.concurrency} at a time",
-                flush=True,
-            )
-            latencies = measure(url, arguments.requests, arguments.concurrency)
-            documents.append(report(kind, latencies))
+        latencies = measure(url, arguments.requests, arguments.concurrency)
+        documents.append(report(kind, latencies))
+
+    store_bench.each_filled_database(
+        arguments.endpoints, arguments.certificates, arguments.database, run
+    )
     if arguments.json:
         print(json.dumps(documents, indent=2))
 

@@ -23,8 +23,9 @@ def test_signup_first_account_owns_default_team(page: Page) -> None:
 
     sign_up(page)
 
-    expect(page).to_have_url(re.compile(r"/teams$"))
+    expect(page).to_have_url(re.compile(r"/dashboard$"))
     expect(page.get_by_role("navigation", name="Site")).to_contain_text(EMAIL)
+    page.goto("/teams")
     expect(page.get_by_role("link", name="default")).to_be_visible()
     expect(page.get_by_role("main")).to_contain_text("(owner)")
 
@@ -47,9 +48,12 @@ def test_logout_then_login_again(page: Page) -> None:
     log_out(page)
     expect(page.get_by_role("heading", name="Log in")).to_be_visible()
     page.goto("/teams")
-    expect(page).to_have_url(re.compile(r"/login$"))
+    expect(page).to_have_url(re.compile(r"/login\?next=%2Fteams$"))
 
-    log_in(page)
+    # The login form on that page leads back to the page that asked for it.
+    page.get_by_label("Email address").fill(EMAIL)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
     expect(page).to_have_url(re.compile(r"/teams$"))
     expect(page.get_by_role("navigation", name="Site")).to_contain_text(EMAIL)
 
@@ -86,5 +90,5 @@ def test_login_form_keyboard_only(page: Page) -> None:
     page.keyboard.type(PASSWORD)
     page.keyboard.press("Enter")
 
-    expect(page).to_have_url(re.compile(r"/teams$"))
+    expect(page).to_have_url(re.compile(r"/dashboard$"))
     expect(page.get_by_role("navigation", name="Site")).to_contain_text(EMAIL)

@@ -23,6 +23,7 @@ from tests.web.conftest import ServeApp
 from certwatch.store.accounts import find_user
 from certwatch.store.alerts import find_team
 from certwatch.store.models import DEFAULT_TEAM, MembershipRow, SessionRow, UserRow
+from certwatch.web.accounts import safe_next
 from certwatch.web.auth import CSRF_COOKIE, SESSION_COOKIE
 from certwatch.web.passwords import (
     hash_password,
@@ -134,7 +135,7 @@ def test_signup_first_account_becomes_admin(
 
     assert "becomes the administrator" in page.text
     assert response.status_code == 303
-    assert response.headers["location"] == "/teams"
+    assert response.headers["location"] == "/dashboard"
     assert teams.status_code == 200
     assert ">default</a> (owner)" in teams.text
     with sessions() as session:
@@ -319,11 +320,11 @@ def test_login_logout(
     assert logged_out.status_code == 303
     assert logged_out.headers["location"] == "/login"
     assert after_logout.status_code == 303
-    assert after_logout.headers["location"] == "/login"
+    assert after_logout.headers["location"] == "/login?next=%2Fteams"
     assert logged_in.status_code == 303
     assert teams.status_code == 200
     assert login_page.status_code == 303
-    assert login_page.headers["location"] == "/teams"
+    assert login_page.headers["location"] == "/dashboard"
     assert replay.status_code == 303
     with sessions() as session:
         assert len(session.scalars(select(SessionRow)).all()) == 1
@@ -546,7 +547,7 @@ def test_teams_page_requires_login(serve_app: ServeApp) -> None:
     response = httpx.get(f"{serve_app()}/teams")
 
     assert response.status_code == 303
-    assert response.headers["location"] == "/login"
+    assert response.headers["location"] == "/login?next=%2Fteams"
 
 
 def test_pages_have_labels_and_no_scripts(
@@ -624,3 +625,42 @@ def test_load_web_settings_signup() -> None:
     assert load_web_settings({"CERTWATCH_WEB_SIGNUP": " Open "}).signup == "open"
     with pytest.raises(WebSettingsError, match="CERTWATCH_WEB_SIGNUP='anyone'"):
         load_web_settings({"CERTWATCH_WEB_SIGNUP": "anyone"})
+
+
+@pytest.mark.parametrize(
+    ("asked", "followed"),
+    [
+        ("/endpoints/3?tab=chain", "/endpoints/3?tab=chain"),
+        ("", "/dashboard"),
+        ("//evil.example/x", "/dashboard"),
+        ("https://evil.example/", "/dashboard"),
+        ("/\\evil.example", "/dashboard"),
+        ("/a\r\nSet-Cookie: x=y", "/dashboard"),
+    ],
+)
+def test_safe_next_stays_on_site(asked: str, followed: str) -> None:
+    assert safe_next(asked) == followed
+
+
+def test_login_leads_back_to_page(serve_app: ServeApp, browsers: list[Browser]) -> None:
+    browser = open_browser(browsers, serve_app())
+    browser.sign_up(ADMIN)
+    browser.client.post("/logout", data={"csrf_token": browser.csrf("/teams")})
+
+    asked = browser.client.get("/alerts?state=acknowledged")
+    form = browser.client.get(asked.headers["location"])
+    logged_in = browser.client.post(
+        "/login",
+        data={
+            "csrf_token": browser.csrf(asked.headers["location"]),
+            "email": ADMIN,
+            "password": PASSWORD,
+            "next": "/alerts?state=acknowledged",
+        },
+    )
+
+    assert asked.status_code == 303
+    assert asked.headers["location"] == "/login?next=%2Falerts%3Fstate%3Dacknowledged"
+    assert 'name="next" value="/alerts?state=acknowledged"' in form.text
+    assert logged_in.status_code == 303
+    assert logged_in.headers["location"] == "/alerts?state=acknowledged"

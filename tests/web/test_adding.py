@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from sqlalchemy import func, select, update
@@ -65,24 +65,40 @@ def teams(sessions: sessionmaker[Session], clock: Clock) -> tuple[int, int]:
         )
 
 
+MakeContext = Callable[..., WebContext]
+
+
+@pytest.fixture
 def make_context(
-    sessions: sessionmaker[Session],
-    clock: Clock,
-    pki: Pki,
-    *,
-    web: WebSettings | None = None,
-    resolver: Resolver | None = None,
-) -> WebContext:
-    return WebContext(
-        sessions=sessions,
-        settings=web or WebSettings(),
-        now_fn=clock,
-        scans=ScanSetup(
-            monitor=settings(),
-            policy=pki.policy,
-            resolver=resolver or StaticResolver({NAME: ["127.0.0.1"]}),
-        ),
-    )
+    sessions: sessionmaker[Session], clock: Clock, pki: Pki
+) -> MakeContext:
+    """Make contexts over the test's store, clock and PKI.
+
+    The factory takes the web settings (the defaults when `None`) and a
+    resolver (one that maps `NAME` to 127.0.0.1 when `None`).
+    """
+
+    def make(
+        *, web: WebSettings | None = None, resolver: Resolver | None = None
+    ) -> WebContext:
+        return WebContext(
+            sessions=sessions,
+            settings=web or WebSettings(),
+            now_fn=clock,
+            scans=ScanSetup(
+                monitor=settings(),
+                policy=pki.policy,
+                resolver=resolver or StaticResolver({NAME: ["127.0.0.1"]}),
+            ),
+        )
+
+    return make
+
+
+@pytest.fixture
+def context(make_context: MakeContext) -> WebContext:
+    """A context with the default web settings and a resolver for `NAME`."""
+    return make_context()
 
 
 def open_site() -> WebSettings:
@@ -95,13 +111,12 @@ def endpoint_count(sessions: sessionmaker[Session]) -> int:
 
 
 def test_add_endpoints_reports_days_left(
+    context: WebContext,
     sessions: sessionmaker[Session],
     clock: Clock,
-    pki: Pki,
     server: LocalServer,
     teams: tuple[int, int],
 ) -> None:
-    context = make_context(sessions, clock, pki)
     target = f"{NAME}:{server.port}"
 
     report = add_endpoints(context, teams[0], [target], tags=["web"])
@@ -123,13 +138,11 @@ def test_add_endpoints_reports_days_left(
 
 
 def test_add_endpoints_again_updates(
+    context: WebContext,
     sessions: sessionmaker[Session],
-    clock: Clock,
-    pki: Pki,
     server: LocalServer,
     teams: tuple[int, int],
 ) -> None:
-    context = make_context(sessions, clock, pki)
     target = f"{NAME}:{server.port}"
     first = add_endpoints(context, teams[0], [target])
 
@@ -143,10 +156,8 @@ def test_add_endpoints_again_updates(
 
 
 def test_add_endpoints_rejects_paths_and_invalid(
-    sessions: sessionmaker[Session], clock: Clock, pki: Pki, teams: tuple[int, int]
+    context: WebContext, sessions: sessionmaker[Session], teams: tuple[int, int]
 ) -> None:
-    context = make_context(sessions, clock, pki)
-
     report = add_endpoints(
         context, teams[0], ["/etc/ssl/cert.pem", "site.pem", "bad host", "  ", "~x"]
     )
@@ -185,16 +196,15 @@ def test_add_endpoints_rejects_paths_and_invalid(
     ],
 )
 def test_add_endpoints_rejects_private_address_open(
+    make_context: MakeContext,
     sessions: sessionmaker[Session],
-    clock: Clock,
-    pki: Pki,
     server: LocalServer,
     teams: tuple[int, int],
     text: str,
     address: str,
     kind: str,
 ) -> None:
-    context = make_context(sessions, clock, pki, web=open_site())
+    context = make_context(web=open_site())
     target = text.format(port=server.port)
 
     report = add_endpoints(context, teams[0], [target])
@@ -211,13 +221,11 @@ def test_add_endpoints_rejects_private_address_open(
 
 
 def test_add_endpoints_accepts_private_address_invite(
-    sessions: sessionmaker[Session],
-    clock: Clock,
-    pki: Pki,
+    make_context: MakeContext,
     server: LocalServer,
     teams: tuple[int, int],
 ) -> None:
-    context = make_context(sessions, clock, pki, web=WebSettings(signup="invite"))
+    context = make_context(web=WebSettings(signup="invite"))
 
     report = add_endpoints(context, teams[0], [f"127.0.0.1:{server.port}"])
 
@@ -229,14 +237,12 @@ def test_add_endpoints_accepts_private_address_invite(
 
 
 def test_add_endpoints_rebinding_never_connects(
-    sessions: sessionmaker[Session],
-    clock: Clock,
-    pki: Pki,
+    make_context: MakeContext,
     server: LocalServer,
     teams: tuple[int, int],
 ) -> None:
     resolver = RebindingResolver()
-    context = make_context(sessions, clock, pki, web=open_site(), resolver=resolver)
+    context = make_context(web=open_site(), resolver=resolver)
 
     report = add_endpoints(context, teams[0], [f"{NAME}:{server.port}"])
 
@@ -251,9 +257,8 @@ def test_add_endpoints_rebinding_never_connects(
 
 
 def test_add_endpoints_team_limit(
+    make_context: MakeContext,
     sessions: sessionmaker[Session],
-    clock: Clock,
-    pki: Pki,
     server: LocalServer,
     teams: tuple[int, int],
 ) -> None:
@@ -263,7 +268,7 @@ def test_add_endpoints_team_limit(
         )
     # The team's own limit takes precedence over the site's.
     web = WebSettings(team_endpoint_limit=5)
-    context = make_context(sessions, clock, pki, web=web)
+    context = make_context(web=web)
     add_endpoints(context, teams[0], [f"127.0.0.1:{server.port}"])
 
     with pytest.raises(AddingError, match=r"'alpha' may watch at most 1 endpoints"):
@@ -274,12 +279,11 @@ def test_add_endpoints_team_limit(
 
 
 def test_add_endpoints_site_limit(
+    make_context: MakeContext,
     sessions: sessionmaker[Session],
-    clock: Clock,
-    pki: Pki,
     teams: tuple[int, int],
 ) -> None:
-    context = make_context(sessions, clock, pki, web=WebSettings(team_endpoint_limit=2))
+    context = make_context(web=WebSettings(team_endpoint_limit=2))
 
     with pytest.raises(AddingError, match="CERTWATCH_TEAM_ENDPOINT_LIMIT") as caught:
         add_endpoints(context, teams[1], ["a.test", "b.test", "c.test"])
@@ -289,13 +293,11 @@ def test_add_endpoints_site_limit(
 
 
 def test_add_endpoints_same_target_two_teams(
+    context: WebContext,
     sessions: sessionmaker[Session],
-    clock: Clock,
-    pki: Pki,
     server: LocalServer,
     teams: tuple[int, int],
 ) -> None:
-    context = make_context(sessions, clock, pki)
     target = f"127.0.0.1:{server.port}"
     first = add_endpoints(context, teams[0], [target], tags=["alpha-tag"])
 
@@ -317,13 +319,11 @@ def test_add_endpoints_same_target_two_teams(
 
 
 def test_add_endpoints_spellings_of_one_endpoint(
+    context: WebContext,
     sessions: sessionmaker[Session],
-    clock: Clock,
-    pki: Pki,
     server: LocalServer,
     teams: tuple[int, int],
 ) -> None:
-    context = make_context(sessions, clock, pki)
     texts = [
         f"{NAME}:{server.port}",
         f"{NAME.upper()}.:{server.port}",
@@ -342,9 +342,11 @@ def test_add_endpoints_spellings_of_one_endpoint(
 
 
 def test_add_endpoints_spellings_of_rejected_endpoint(
-    sessions: sessionmaker[Session], clock: Clock, pki: Pki, teams: tuple[int, int]
+    make_context: MakeContext,
+    sessions: sessionmaker[Session],
+    teams: tuple[int, int],
 ) -> None:
-    context = make_context(sessions, clock, pki, web=open_site())
+    context = make_context(web=open_site())
     texts = ["127.0.0.1:8443", "https://127.0.0.1:8443/path"]
 
     report = add_endpoints(context, teams[0], texts)
@@ -361,9 +363,10 @@ def test_add_endpoints_spellings_of_rejected_endpoint(
 
 
 def test_add_endpoints_request_errors(
-    sessions: sessionmaker[Session], clock: Clock, pki: Pki, teams: tuple[int, int]
+    context: WebContext,
+    sessions: sessionmaker[Session],
+    teams: tuple[int, int],
 ) -> None:
-    context = make_context(sessions, clock, pki)
     many = [f"host{i}.example.test" for i in range(MAX_TARGETS_PER_REQUEST + 1)]
 
     with pytest.raises(AddingError, match="101 targets in one request"):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from click.testing import Result as CliResult
@@ -28,6 +29,7 @@ from tests.web.conftest import ServeApp
 from tests.web.helpers import scan_due
 from tests.web.page_helpers import (  # noqa: F401
     Inventory,
+    Visitor,
     Visitors,
     build_inventory,
     visitors,
@@ -110,6 +112,52 @@ def stored(sessions: sessionmaker[Session], alert_id: int) -> AlertRow:
     return row
 
 
+def web_visitor(
+    serve_app: ServeApp, users: Visitors, alerted: Alerted, role: str
+) -> Visitor:
+    """Serve the pages and log in `ROLE@example.test` with `role` in team web."""
+    base_url = serve_app()
+    return users.make(base_url, f"{role}@example.test", {alerted.inventory.web: role})
+
+
+def acknowledgement(row: AlertRow) -> tuple[str | None, datetime | None, str | None]:
+    return (row.acknowledged_threshold, row.acknowledged_until, row.acknowledged_by)
+
+
+def assert_not_acknowledged(sessions: sessionmaker[Session], alert_id: int) -> None:
+    row = stored(sessions, alert_id)
+    assert row.acknowledged_threshold is None
+    assert row.acknowledged_until is None
+
+
+def ack_on_web_then_cli(
+    sessions: sessionmaker[Session],
+    database_url: str,
+    alert_id: int,
+    web_ack: Callable[[], httpx.Response],
+    *cli_options: str,
+) -> tuple[httpx.Response, AlertRow, AlertRow, CliResult]:
+    """Acknowledge on the web, clear that, then acknowledge with `alerts ack`.
+
+    Returns the web response, the stored alert after each acknowledgement,
+    and the CLI's outcome.
+    """
+    response = web_ack()
+    by_web = stored(sessions, alert_id)
+    with sessions.begin() as session:
+        session.execute(
+            update(AlertRow)
+            .where(AlertRow.id == alert_id)
+            .values(
+                acknowledged_threshold=None,
+                acknowledged_until=None,
+                acknowledged_by=None,
+            )
+        )
+    outcome = run_certwatch(database_url, "alerts", "ack", str(alert_id), *cli_options)
+    return response, by_web, stored(sessions, alert_id), outcome
+
+
 def run_certwatch(database_url: str, *args: str) -> CliResult:
     return CliRunner().invoke(
         cli, list(args), env={"CERTWATCH_DATABASE_URL": database_url}
@@ -122,10 +170,7 @@ def test_alerts_list_with_deliveries(
     alerted: Alerted,
     pki: Pki,
 ) -> None:
-    base_url = serve_app()
-    viewer = visitors.make(
-        base_url, "viewer@example.test", {alerted.inventory.web: "viewer"}
-    )
+    viewer = web_visitor(serve_app, visitors, alerted, "viewer")
     expiry = alerted.alerts[f"expiry:{pki.leaf.sha256}"]
 
     page = viewer.client.get("/alerts")
@@ -193,27 +238,20 @@ def test_alert_acknowledge_like_cli(
     database_url: str,
     pki: Pki,
 ) -> None:
-    base_url = serve_app()
-    member = visitors.make(
-        base_url, "member@example.test", {alerted.inventory.web: "member"}
-    )
+    member = web_visitor(serve_app, visitors, alerted, "member")
     alert_id = alerted.alerts[f"expiry:{pki.leaf.sha256}"]
     with sessions() as session:
         threshold = newest_threshold(session, alert_id)
     assert threshold is not None
 
-    response = member.post(f"/alerts/{alert_id}/acknowledge", {"state": "open"})
-    by_web = stored(sessions, alert_id)
-    with sessions.begin() as session:
-        session.execute(
-            update(AlertRow)
-            .where(AlertRow.id == alert_id)
-            .values(acknowledged_threshold=None, acknowledged_by=None)
-        )
-    cli_outcome = run_certwatch(
-        database_url, "alerts", "ack", str(alert_id), "--by", member.email
+    response, by_web, by_cli, cli_outcome = ack_on_web_then_cli(
+        sessions,
+        database_url,
+        alert_id,
+        lambda: member.post(f"/alerts/{alert_id}/acknowledge", {"state": "open"}),
+        "--by",
+        member.email,
     )
-    by_cli = stored(sessions, alert_id)
 
     assert response.status_code == 303
     assert response.headers["location"] == f"/alerts?state=acknowledged&done={alert_id}"
@@ -221,15 +259,7 @@ def test_alert_acknowledge_like_cli(
     assert by_web.acknowledged_threshold == threshold
     assert by_web.acknowledged_until is None
     assert by_web.acknowledged_by == member.email
-    assert (
-        by_web.acknowledged_threshold,
-        by_web.acknowledged_until,
-        by_web.acknowledged_by,
-    ) == (
-        by_cli.acknowledged_threshold,
-        by_cli.acknowledged_until,
-        by_cli.acknowledged_by,
-    )
+    assert acknowledgement(by_web) == acknowledgement(by_cli)
     shown = member.client.get(response.headers["location"])
     notice = html.unescape(shown.text)
     assert (
@@ -249,45 +279,25 @@ def test_alert_snooze_like_cli(
     database_url: str,
     pki: Pki,
 ) -> None:
-    base_url = serve_app()
-    owner = visitors.make(
-        base_url, "owner@example.test", {alerted.inventory.web: "owner"}
-    )
+    owner = web_visitor(serve_app, visitors, alerted, "owner")
     alert_id = alerted.alerts[f"expiry:{pki.leaf.sha256}"]
 
-    response = owner.post(f"/alerts/{alert_id}/snooze", {"until": "2030-01-10"})
-    by_web = stored(sessions, alert_id)
-    with sessions.begin() as session:
-        session.execute(
-            update(AlertRow)
-            .where(AlertRow.id == alert_id)
-            .values(acknowledged_until=None, acknowledged_by=None)
-        )
-    cli_outcome = run_certwatch(
+    response, by_web, by_cli, cli_outcome = ack_on_web_then_cli(
+        sessions,
         database_url,
-        "alerts",
-        "ack",
-        str(alert_id),
+        alert_id,
+        lambda: owner.post(f"/alerts/{alert_id}/snooze", {"until": "2030-01-10"}),
         "--until",
         "2030-01-10",
         "--by",
         owner.email,
     )
-    by_cli = stored(sessions, alert_id)
 
     assert response.status_code == 303
     assert cli_outcome.exit_code == 0, cli_outcome.output
     assert by_web.acknowledged_until == datetime(2030, 1, 10, tzinfo=UTC)
     assert by_web.acknowledged_threshold is None
-    assert (
-        by_web.acknowledged_threshold,
-        by_web.acknowledged_until,
-        by_web.acknowledged_by,
-    ) == (
-        by_cli.acknowledged_threshold,
-        by_cli.acknowledged_until,
-        by_cli.acknowledged_by,
-    )
+    assert acknowledgement(by_web) == acknowledgement(by_cli)
     shown = owner.client.get(response.headers["location"])
     assert f"Alert {alert_id} is acknowledged until 2030-01-10 00:00 UTC" in shown.text
 
@@ -308,10 +318,7 @@ def test_alert_snooze_invalid_date(
     until: str,
     message: str,
 ) -> None:
-    base_url = serve_app()
-    owner = visitors.make(
-        base_url, "owner@example.test", {alerted.inventory.web: "owner"}
-    )
+    owner = web_visitor(serve_app, visitors, alerted, "owner")
     alert_id = next(iter(alerted.alerts.values()))
 
     response = owner.post(f"/alerts/{alert_id}/snooze", {"until": until})
@@ -327,10 +334,7 @@ def test_alert_viewer_cannot_post(
     alerted: Alerted,
     sessions: sessionmaker[Session],
 ) -> None:
-    base_url = serve_app()
-    viewer = visitors.make(
-        base_url, "viewer@example.test", {alerted.inventory.web: "viewer"}
-    )
+    viewer = web_visitor(serve_app, visitors, alerted, "viewer")
     alert_id = next(iter(alerted.alerts.values()))
 
     acknowledged = viewer.post(f"/alerts/{alert_id}/acknowledge", {})
@@ -339,9 +343,7 @@ def test_alert_viewer_cannot_post(
     assert acknowledged.status_code == 403
     assert snoozed.status_code == 403
     assert "This needs the member role in the team." in acknowledged.text
-    row = stored(sessions, alert_id)
-    assert row.acknowledged_threshold is None
-    assert row.acknowledged_until is None
+    assert_not_acknowledged(sessions, alert_id)
 
 
 def test_alert_post_without_csrf(
@@ -350,10 +352,7 @@ def test_alert_post_without_csrf(
     alerted: Alerted,
     sessions: sessionmaker[Session],
 ) -> None:
-    base_url = serve_app()
-    owner = visitors.make(
-        base_url, "owner@example.test", {alerted.inventory.web: "owner"}
-    )
+    owner = web_visitor(serve_app, visitors, alerted, "owner")
     alert_id = next(iter(alerted.alerts.values()))
 
     missing = owner.client.post(
@@ -368,9 +367,7 @@ def test_alert_post_without_csrf(
     assert wrong.status_code == 403
     assert "did not come from this site" in wrong.text
     assert wrong.headers["content-type"].startswith("text/html")
-    row = stored(sessions, alert_id)
-    assert row.acknowledged_threshold is None
-    assert row.acknowledged_until is None
+    assert_not_acknowledged(sessions, alert_id)
 
 
 def test_alert_resolved_cannot_be_acknowledged(
@@ -385,10 +382,7 @@ def test_alert_resolved_cannot_be_acknowledged(
         session.execute(
             update(AlertRow).where(AlertRow.id == alert_id).values(resolved_at=clock())
         )
-    base_url = serve_app()
-    owner = visitors.make(
-        base_url, "owner@example.test", {alerted.inventory.web: "owner"}
-    )
+    owner = web_visitor(serve_app, visitors, alerted, "owner")
 
     resolved = owner.client.get("/alerts?state=resolved")
     response = owner.post(f"/alerts/{alert_id}/acknowledge", {"state": "resolved"})
@@ -409,10 +403,7 @@ def test_alert_huge_id_404(
     visitors: Visitors,  # noqa: F811
     alerted: Alerted,
 ) -> None:
-    base_url = serve_app()
-    owner = visitors.make(
-        base_url, "owner@example.test", {alerted.inventory.web: "owner"}
-    )
+    owner = web_visitor(serve_app, visitors, alerted, "owner")
 
     for alert_id in ("99999999999999999999999", "0", "-1", "abc"):
         response = owner.post(f"/alerts/{alert_id}/acknowledge", {})

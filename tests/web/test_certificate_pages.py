@@ -19,6 +19,7 @@ from tests.servers import LocalServer
 from tests.web.conftest import ServeApp
 from tests.web.helpers import add_endpoint, add_file_source, scan_due
 from tests.web.page_helpers import (  # noqa: F401
+    Inventory,
     Visitors,
     build_inventory,
     make_team,
@@ -30,16 +31,24 @@ from certwatch.web import certificate_pages
 StartServer = Callable[..., LocalServer]
 
 
-def test_certificates_list_only_own_teams(
-    serve_app: ServeApp,
-    visitors: Visitors,  # noqa: F811
+@pytest.fixture
+def inventory(
     sessions: sessionmaker[Session],
     clock: Clock,
     pki: Pki,
     local_server: StartServer,
     tmp_path: Path,
+) -> Inventory:
+    """The two teams of `Inventory`, stored and scanned once."""
+    return build_inventory(sessions, clock, pki, local_server, tmp_path)
+
+
+def test_certificates_list_only_own_teams(
+    serve_app: ServeApp,
+    visitors: Visitors,  # noqa: F811
+    inventory: Inventory,
+    pki: Pki,
 ) -> None:
-    inventory = build_inventory(sessions, clock, pki, local_server, tmp_path)
     base_url = serve_app()
     web_user = visitors.make(base_url, "web@example.test", {inventory.web: "viewer"})
     ops_user = visitors.make(base_url, "ops@example.test", {inventory.ops: "member"})
@@ -63,13 +72,9 @@ def test_certificates_list_only_own_teams(
 def test_certificate_other_team_fingerprint_404(
     serve_app: ServeApp,
     visitors: Visitors,  # noqa: F811
-    sessions: sessionmaker[Session],
-    clock: Clock,
+    inventory: Inventory,
     pki: Pki,
-    local_server: StartServer,
-    tmp_path: Path,
 ) -> None:
-    inventory = build_inventory(sessions, clock, pki, local_server, tmp_path)
     base_url = serve_app()
     ops_user = visitors.make(base_url, "ops@example.test", {inventory.ops: "owner"})
 
@@ -87,13 +92,9 @@ def test_certificate_other_team_fingerprint_404(
 def test_certificate_page_other_team_renewal_not_stale(
     serve_app: ServeApp,
     visitors: Visitors,  # noqa: F811
-    sessions: sessionmaker[Session],
-    clock: Clock,
+    inventory: Inventory,
     pki: Pki,
-    local_server: StartServer,
-    tmp_path: Path,
 ) -> None:
-    inventory = build_inventory(sessions, clock, pki, local_server, tmp_path)
     base_url = serve_app()
     web_user = visitors.make(base_url, "web@example.test", {inventory.web: "member"})
 
@@ -117,13 +118,12 @@ def test_certificate_page_other_team_renewal_not_stale(
 def test_certificate_stale_counts_own_addresses(
     serve_app: ServeApp,
     visitors: Visitors,  # noqa: F811
+    inventory: Inventory,
+    pki: Pki,
     sessions: sessionmaker[Session],
     clock: Clock,
-    pki: Pki,
     local_server: StartServer,
-    tmp_path: Path,
 ) -> None:
-    inventory = build_inventory(sessions, clock, pki, local_server, tmp_path)
     renewed_server = local_server(chain=pki.chain(pki.renewed))
     add_endpoint(
         sessions, "new.example.test", renewed_server.port, clock=clock, team="web"
@@ -151,13 +151,11 @@ def test_certificate_stale_counts_own_addresses(
 def test_certificate_deployed_before(
     serve_app: ServeApp,
     visitors: Visitors,  # noqa: F811
+    inventory: Inventory,
+    pki: Pki,
     sessions: sessionmaker[Session],
     clock: Clock,
-    pki: Pki,
-    local_server: StartServer,
-    tmp_path: Path,
 ) -> None:
-    inventory = build_inventory(sessions, clock, pki, local_server, tmp_path)
     inventory.pem.write_bytes(pki.leaf.pem)
     clock.advance(INTERVAL + timedelta(minutes=1))
     scan_due(sessions, clock, pki)
@@ -178,14 +176,10 @@ def test_certificate_deployed_before(
 def test_certificates_team_filter_and_pages(
     serve_app: ServeApp,
     visitors: Visitors,  # noqa: F811
-    sessions: sessionmaker[Session],
-    clock: Clock,
+    inventory: Inventory,
     pki: Pki,
-    local_server: StartServer,
-    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    inventory = build_inventory(sessions, clock, pki, local_server, tmp_path)
     monkeypatch.setattr(certificate_pages, "PAGE_SIZE", 1)
     base_url = serve_app()
     user = visitors.make(
@@ -248,19 +242,17 @@ def test_certificates_need_login(serve_app: ServeApp) -> None:
     response = httpx.get(f"{base_url}/certificates/{'a' * 64}")
 
     assert response.status_code == 303
-    assert response.headers["location"] == "/login"
+    assert response.headers["location"] == f"/login?next=%2Fcertificates%2F{'a' * 64}"
 
 
+@pytest.mark.usefixtures("inventory")
 def test_certificates_user_without_team(
     serve_app: ServeApp,
     visitors: Visitors,  # noqa: F811
     sessions: sessionmaker[Session],
     clock: Clock,
     pki: Pki,
-    local_server: StartServer,
-    tmp_path: Path,
 ) -> None:
-    build_inventory(sessions, clock, pki, local_server, tmp_path)
     empty = make_team(sessions, "empty", clock)
     base_url = serve_app()
     user = visitors.make(base_url, "alone@example.test", {empty: "owner"})

@@ -221,7 +221,7 @@ def test_start_page_and_dashboard_redirects(users: Users) -> None:
     assert "invitation link" in start.text
     assert 'href="/healthz"' in start.text
     assert dashboard.status_code == 303
-    assert dashboard.headers["location"] == "/login"
+    assert dashboard.headers["location"] == "/login?next=%2Fdashboard"
     assert logged_in_start.status_code == 303
     assert logged_in_start.headers["location"] == "/dashboard"
 

@@ -454,7 +454,7 @@ def test_password_reset_ends_other_sessions(
     assert changed.status_code == 303
     assert own_teams.status_code == 200
     assert other_teams.status_code == 303
-    assert other_teams.headers["location"] == "/login"
+    assert other_teams.headers["location"] == "/login?next=%2Fteams"
     assert reused.status_code == 403
     assert site.browser().log_in(ADMIN, PASSWORD).status_code == 403
     assert site.browser().log_in(ADMIN, OTHER_PASSWORD).status_code == 303

@@ -22,7 +22,12 @@ from tests.alerts.conftest import (  # noqa: F401
 from tests.monitor.helpers import Clock
 from tests.servers import closed_port
 from tests.web.conftest import ServeApp
-from tests.web.page_helpers import Visitors, make_team, visitors  # noqa: F401
+from tests.web.page_helpers import (  # noqa: F401
+    Visitor,
+    Visitors,
+    make_team,
+    visitors,
+)
 
 from certwatch.alerts.settings import SmtpSecurity
 from certwatch.store.alerts import add_contact, list_contacts, team_summaries
@@ -58,16 +63,24 @@ def contact_id(sessions: sessionmaker[Session], team_id: int) -> int:
         return list_contacts(session, team_id)[0].id
 
 
+def web_users(
+    serve_app: ServeApp, users: Visitors, teams: tuple[int, int], *roles: str
+) -> list[Visitor]:
+    """Serve the pages and log in `ROLE@example.test` with each role in team web."""
+    base_url = serve_app()
+    web, _ = teams
+    return [users.make(base_url, f"{role}@example.test", {web: role}) for role in roles]
+
+
 def test_settings_page_masks_secrets(
     serve_app: ServeApp,
     visitors: Visitors,  # noqa: F811
     teams: tuple[int, int],
 ) -> None:
     web, _ = teams
-    base_url = serve_app()
-    owner = visitors.make(base_url, "owner@example.test", {web: "owner"})
-    member = visitors.make(base_url, "member@example.test", {web: "member"})
-    viewer = visitors.make(base_url, "viewer@example.test", {web: "viewer"})
+    owner, member, viewer = web_users(
+        serve_app, visitors, teams, "owner", "member", "viewer"
+    )
 
     owner_page = owner.client.get(f"/teams/{web}/settings")
     member_page = member.client.get(f"/teams/{web}/settings")
@@ -98,8 +111,7 @@ def test_settings_other_team_404(
     sessions: sessionmaker[Session],
 ) -> None:
     web, ops = teams
-    base_url = serve_app()
-    owner = visitors.make(base_url, "owner@example.test", {web: "owner"})
+    [owner] = web_users(serve_app, visitors, teams, "owner")
     ops_contact = contact_id(sessions, ops)
     before = contacts_of(sessions, ops)
 
@@ -126,8 +138,7 @@ def test_contact_add_and_remove(
     sessions: sessionmaker[Session],
 ) -> None:
     web, _ = teams
-    base_url = serve_app()
-    owner = visitors.make(base_url, "owner@example.test", {web: "owner"})
+    [owner] = web_users(serve_app, visitors, teams, "owner")
 
     added = owner.post(
         f"/teams/{web}/contacts",
@@ -172,8 +183,7 @@ def test_contact_add_invalid(
     message: str,
 ) -> None:
     web, _ = teams
-    base_url = serve_app()
-    owner = visitors.make(base_url, "owner@example.test", {web: "owner"})
+    [owner] = web_users(serve_app, visitors, teams, "owner")
     before = contacts_of(sessions, web)
 
     response = owner.post(f"/teams/{web}/contacts", {"kind": kind, "address": address})
@@ -191,8 +201,7 @@ def test_contact_escalation_flag(
     sessions: sessionmaker[Session],
 ) -> None:
     web, _ = teams
-    base_url = serve_app()
-    owner = visitors.make(base_url, "owner@example.test", {web: "owner"})
+    [owner] = web_users(serve_app, visitors, teams, "owner")
     identifier = contact_id(sessions, web)
 
     made = owner.post(
@@ -217,9 +226,7 @@ def test_settings_save_and_validate(
     sessions: sessionmaker[Session],
 ) -> None:
     web, _ = teams
-    base_url = serve_app()
-    owner = visitors.make(base_url, "owner@example.test", {web: "owner"})
-    member = visitors.make(base_url, "member@example.test", {web: "member"})
+    owner, member = web_users(serve_app, visitors, teams, "owner", "member")
 
     saved = owner.post(
         f"/teams/{web}/settings", {"reminders": "7, 30", "escalate_after": "4h"}

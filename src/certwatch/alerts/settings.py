@@ -27,6 +27,7 @@ import certifi
 
 from certwatch.alerts.contacts import is_loopback_host, parse_email_address
 from certwatch.alerts.errors import ContactError, DeliverySettingsError
+from certwatch.errors import CertwatchError
 
 CONFIG_VARIABLE = "CERTWATCH_CONFIG"
 """The environment variable that names the optional TOML config file."""
@@ -357,21 +358,32 @@ def _smtp_settings(values: Mapping[str, _Value]) -> SmtpSettings | None:
 
 
 def _public_url(text: str | None) -> str | None:
+    url = parse_public_url(text, DeliverySettingsError)
+    return None if url is None else url.rstrip("/")
+
+
+def parse_public_url(text: str | None, error: type[CertwatchError]) -> str | None:
+    """Return the stripped public URL, `None` when it is unset or blank.
+
+    Raises:
+        CertwatchError: `error`, when the URL is not http or https, has no
+            host, or has a query or fragment.
+    """
     if text is None or not text.strip():
         return None
     url = text.strip()
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise DeliverySettingsError(
+        raise error(
             f"{PUBLIC_URL_VARIABLE}={text!r} is not an http or https URL: set it "
             "to the address users open, such as https://certwatch.example.test."
         )
     if parts.query or parts.fragment:
-        raise DeliverySettingsError(
+        raise error(
             f"{PUBLIC_URL_VARIABLE}={text!r} has a query or fragment: give only "
             "the scheme, host and optional path prefix."
         )
-    return url.rstrip("/")
+    return url
 
 
 def _webhook_settings(values: Mapping[str, _Value]) -> WebhookSettings:

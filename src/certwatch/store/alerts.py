@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, select, update
+from sqlalchemy import ColumnElement, Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from certwatch.store.models import (
@@ -228,15 +228,16 @@ def remove_contact(session: Session, contact_id: int) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+def alerts_with_teams() -> Select[AlertRow, str]:
+    """Build a query for each alert row with the name of its team."""
+    return select(AlertRow, TeamRow.name).join(TeamRow, TeamRow.id == AlertRow.team_id)
+
+
 def list_alerts(
     session: Session, *, include_resolved: bool, team_id: int | None = None
 ) -> list[AlertRecord]:
     """Return the open alerts, or all of them, of every team or one; newest first."""
-    query = (
-        select(AlertRow, TeamRow.name)
-        .join(TeamRow, TeamRow.id == AlertRow.team_id)
-        .order_by(AlertRow.opened_at.desc(), AlertRow.id.desc())
-    )
+    query = alerts_with_teams().order_by(AlertRow.opened_at.desc(), AlertRow.id.desc())
     if not include_resolved:
         query = query.where(AlertRow.resolved_at.is_(None))
     if team_id is not None:
@@ -246,11 +247,7 @@ def list_alerts(
 
 def get_alert(session: Session, alert_id: int) -> AlertRecord | None:
     """Return the alert with `alert_id`, `None` when there is none."""
-    found = session.execute(
-        select(AlertRow, TeamRow.name)
-        .join(TeamRow, TeamRow.id == AlertRow.team_id)
-        .where(AlertRow.id == alert_id)
-    ).first()
+    found = session.execute(alerts_with_teams().where(AlertRow.id == alert_id)).first()
     if found is None:
         return None
     row, team = found

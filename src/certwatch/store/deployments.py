@@ -86,7 +86,7 @@ def deployments_now(
     given as such.
     """
     query = _deployments(_certificate_filter(sha256, name))
-    return _load(session, query.having(_current_flag() == 1))
+    return _load(session, query.having(current_flag() == 1))
 
 
 def deployment_history(
@@ -145,7 +145,7 @@ def served_certificates(
     else:
         conditions = [column.in_(chunk) for chunk in chunked(sha256s)]
     for selected in conditions:
-        current = _deployments(selected).having(_current_flag() == 1)
+        current = _deployments(selected).having(current_flag() == 1)
         for deployment in _load(session, current):
             if deployment.certificate_sha256 in places:
                 places[deployment.certificate_sha256].append(deployment)
@@ -223,39 +223,53 @@ def _certificate_filter(sha256: str | None, name: str | None) -> Any:
     return column.in_(named)
 
 
-def _current_flag() -> Any:
+def current_flag() -> Any:
+    """Build an aggregate that is 1 when the latest scan of a place showed it."""
     return func.max(case((ObservationRow.latest.is_(True), 1), else_=0))
 
 
-def _deployments(condition: Any) -> Select[Any]:
+def place_key() -> tuple[Any, ...]:
+    """Return the columns that tell one place of a certificate from another.
+
+    They are the target, the endpoint id and address, and the file source
+    id and path, in that order. Grouping by them gives one row a place.
+    """
+    target = func.coalesce(EndpointRow.target, FileSourceRow.path)
+    observation = ObservationRow
+    return (
+        target,
+        observation.endpoint_id,
+        observation.address,
+        observation.file_source_id,
+        observation.path,
+    )
+
+
+def place_history() -> tuple[Any, ...]:
+    """Return a place's lowest position, first and last sighting, and current flag."""
+    return (
+        func.min(ObservationCertificateRow.position),
+        func.min(ObservationRow.observed_at),
+        func.max(ObservationRow.observed_at),
+        current_flag(),
+    )
+
+
+def join_places(query: Select[Any]) -> Select[Any]:
+    """Join the observations and their endpoint or file source to a link query."""
     link = ObservationCertificateRow
     observation = ObservationRow
-    target = func.coalesce(EndpointRow.target, FileSourceRow.path)
-    query = (
-        select(
-            link.certificate_sha256,
-            target,
-            observation.endpoint_id,
-            observation.address,
-            observation.file_source_id,
-            observation.path,
-            func.min(link.position),
-            func.min(observation.observed_at),
-            func.max(observation.observed_at),
-            _current_flag(),
-        )
-        .join(observation, observation.id == link.observation_id)
+    return (
+        query.join(observation, observation.id == link.observation_id)
         .outerjoin(EndpointRow, EndpointRow.id == observation.endpoint_id)
         .outerjoin(FileSourceRow, FileSourceRow.id == observation.file_source_id)
-        .group_by(
-            link.certificate_sha256,
-            target,
-            observation.endpoint_id,
-            observation.address,
-            observation.file_source_id,
-            observation.path,
-        )
     )
+
+
+def _deployments(condition: Any) -> Select[Any]:
+    sha256 = ObservationCertificateRow.certificate_sha256
+    key = place_key()
+    query = join_places(select(sha256, *key, *place_history())).group_by(sha256, *key)
     if condition is not None:
         query = query.where(condition)
     return query

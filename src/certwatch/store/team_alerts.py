@@ -24,14 +24,13 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
-from certwatch.store.alerts import _threshold_order
+from certwatch.store.alerts import _threshold_order, alerts_with_teams
 from certwatch.store.chunks import chunked
 from certwatch.store.models import (
     AlertRow,
     AlertThresholdRow,
     ContactRow,
     OutboxRow,
-    TeamRow,
 )
 
 
@@ -149,8 +148,7 @@ def team_alert_page(
     else:
         order = (_severity_rank(), AlertRow.opened_at.desc(), AlertRow.id.desc())
     rows = session.execute(
-        select(AlertRow, TeamRow.name)
-        .join(TeamRow, TeamRow.id == AlertRow.team_id)
+        alerts_with_teams()
         .where(condition)
         .order_by(*order)
         .offset(offset)
@@ -183,9 +181,9 @@ def team_alert(
     if not team_ids:
         return None
     found = session.execute(
-        select(AlertRow, TeamRow.name)
-        .join(TeamRow, TeamRow.id == AlertRow.team_id)
-        .where(AlertRow.id == alert_id, AlertRow.team_id.in_(sorted(team_ids)))
+        alerts_with_teams().where(
+            AlertRow.id == alert_id, AlertRow.team_id.in_(sorted(team_ids))
+        )
     ).first()
     if found is None:
         return None

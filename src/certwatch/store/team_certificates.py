@@ -13,13 +13,20 @@ from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Select, case, func, select, union
+from sqlalchemy import Select, func, select, union
 from sqlalchemy.orm import Session
 
 from certwatch.store.chunks import chunked
-from certwatch.store.deployments import CertificateSummary, certificate_summaries
+from certwatch.store.deployments import (
+    CertificateSummary,
+    certificate_summaries,
+    current_flag,
+    join_places,
+    place_history,
+    place_key,
+)
 from certwatch.store.models import (
     CertificateRow,
     EndpointRow,
@@ -168,7 +175,7 @@ def team_places(
     for chunk in chunked(list(sha256s)):
         query = _places_query(chunk, team_ids)
         if current_only:
-            query = query.having(_current_flag() == 1)
+            query = query.having(current_flag() == 1)
         for row in session.execute(query):
             place = _place(row)
             found[place.certificate_sha256].append(place)
@@ -254,47 +261,16 @@ def _served_now(team_ids: Collection[int]) -> Any:
     return union(at_endpoints, in_files).subquery().select()
 
 
-def _current_flag() -> Any:
-    return func.max(case((ObservationRow.latest.is_(True), 1), else_=0))
-
-
 def _places_query(sha256s: Sequence[str], team_ids: Collection[int]) -> Select[Any]:
-    link = ObservationCertificateRow
-    observation = ObservationRow
-    target = func.coalesce(EndpointRow.target, FileSourceRow.path)
+    sha256 = ObservationCertificateRow.certificate_sha256
     team_id = func.coalesce(EndpointRow.team_id, FileSourceRow.team_id)
-    query = (
-        select(
-            link.certificate_sha256,
-            team_id,
-            TeamRow.name,
-            target,
-            observation.endpoint_id,
-            observation.address,
-            observation.file_source_id,
-            observation.path,
-            func.min(link.position),
-            func.min(observation.observed_at),
-            func.max(observation.observed_at),
-            _current_flag(),
-        )
-        .join(observation, observation.id == link.observation_id)
-        .outerjoin(EndpointRow, EndpointRow.id == observation.endpoint_id)
-        .outerjoin(FileSourceRow, FileSourceRow.id == observation.file_source_id)
+    columns = (sha256, team_id, TeamRow.name, *place_key())
+    return (
+        join_places(select(*columns, *place_history()))
         .join(TeamRow, TeamRow.id == team_id)
-        .where(link.certificate_sha256.in_(sha256s), team_id.in_(sorted(team_ids)))
-        .group_by(
-            link.certificate_sha256,
-            team_id,
-            TeamRow.name,
-            target,
-            observation.endpoint_id,
-            observation.address,
-            observation.file_source_id,
-            observation.path,
-        )
+        .where(sha256.in_(sha256s), team_id.in_(sorted(team_ids)))
+        .group_by(*columns)
     )
-    return cast(Select[Any], query)
 
 
 def _place(row: Any) -> TeamPlace:

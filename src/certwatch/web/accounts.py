@@ -102,6 +102,10 @@ FAILED_LOGIN_WINDOW = timedelta(minutes=15)
 LOCK_DURATION = timedelta(minutes=15)
 MAX_EMAIL_LENGTH = 254
 
+HOME = "/dashboard"
+"""Where login and sign-up lead when no other page was asked for."""
+MAX_NEXT_LENGTH = 2000
+
 LOGIN_FAILED = (
     "The email address or password is wrong, or the account is locked for "
     "15 minutes after repeated failed logins."
@@ -280,12 +284,13 @@ def signup(
 
 @router.get("/login", response_class=HTMLResponse, response_model=None)
 def login_page(
-    request: Request, context: Context, login: OptionalLogin
+    request: Request, context: Context, login: OptionalLogin, next: str = ""
 ) -> HTMLResponse | RedirectResponse:
-    """Show the login form, or send a logged-in user to the teams page."""
+    """Show the login form, or send a logged-in user on to the page asked for."""
     if login is not None:
-        return RedirectResponse("/teams", status_code=303)
-    return render(request, context, "login.html", {"email": "", "error": None})
+        return RedirectResponse(safe_next(next), status_code=303)
+    values = {"email": "", "error": None, "next": safe_next(next)}
+    return render(request, context, "login.html", values)
 
 
 @router.post("/login", response_class=HTMLResponse, response_model=None)
@@ -300,7 +305,9 @@ def login(
     client = request.client.host if request.client else ""
 
     if context.login_addresses.blocked(client, now):
-        return _login_failed(request, context, email, ADDRESS_BLOCKED, 429)
+        return _login_failed(
+            request, context, email, ADDRESS_BLOCKED, 429, form.get("next")
+        )
 
     with context.sessions() as session:
         user = find_user(session, email) if email else None
@@ -320,13 +327,15 @@ def login(
                     window=FAILED_LOGIN_WINDOW,
                     lock_for=LOCK_DURATION,
                 )
-        return _login_failed(request, context, email, LOGIN_FAILED, 403)
+        return _login_failed(
+            request, context, email, LOGIN_FAILED, 403, form.get("next")
+        )
 
     rehashed = hash_password(password) if needs_rehash(user.password_hash) else None
     with context.sessions() as session, session.begin():
         record_login(session, user.id, new_password_hash=rehashed)
         token = create_session(session, user.id, now=now, lifetime=SESSION_LIFETIME)
-    return _logged_in(request, context, token)
+    return _logged_in(request, context, token, form.get("next"))
 
 
 @router.post("/logout", response_model=None)
@@ -425,9 +434,14 @@ def _signup_form(
 
 
 def _login_failed(
-    request: Request, context: WebContext, email: str, error: str, status_code: int
+    request: Request,
+    context: WebContext,
+    email: str,
+    error: str,
+    status_code: int,
+    next_path: str = "",
 ) -> HTMLResponse:
-    values = {"email": email, "error": error}
+    values = {"email": email, "error": error, "next": safe_next(next_path)}
     return render(request, context, "login.html", values, status_code=status_code)
 
 
@@ -452,8 +466,27 @@ def render_message(
     )
 
 
-def _logged_in(request: Request, context: WebContext, token: str) -> RedirectResponse:
-    response = RedirectResponse("/teams", status_code=303)
+def safe_next(path: str) -> str:
+    """Return `path` when it is a page of this site, else the dashboard.
+
+    Only a path that starts with one `/` is followed, so a crafted login
+    link cannot send the browser to another site after login.
+    """
+    if (
+        path.startswith("/")
+        and not path.startswith("//")
+        and "\\" not in path
+        and path.isprintable()
+        and len(path) <= MAX_NEXT_LENGTH
+    ):
+        return path
+    return HOME
+
+
+def _logged_in(
+    request: Request, context: WebContext, token: str, next_path: str = ""
+) -> RedirectResponse:
+    response = RedirectResponse(safe_next(next_path), status_code=303)
     set_session_cookie(response, request, context, token)
     return response
 

@@ -22,7 +22,7 @@ from certwatch.store.api_tokens import (
 from certwatch.web.accounts import render
 from certwatch.web.auth import CurrentUser, FormBody, check_csrf, require_role
 from certwatch.web.dependencies import Context, WebContext
-from certwatch.web.ids import is_row_id
+from certwatch.web.ids import require_row_ids
 
 router = APIRouter(include_in_schema=False)
 
@@ -45,7 +45,7 @@ def make_token(
 ) -> HTMLResponse:
     """Make a token and show it in full, this once."""
     check_csrf(request, form, login)
-    _require_row_ids(team_id)
+    require_row_ids(team_id)
     name = form.get("name")
     try:
         with context.sessions() as session, session.begin():
@@ -76,7 +76,7 @@ def revoke_token(
 ) -> RedirectResponse:
     """Revoke a token of the team; it stops working at once."""
     check_csrf(request, form, login)
-    _require_row_ids(team_id, token_id)
+    require_row_ids(team_id, token_id)
     with context.sessions() as session, session.begin():
         require_role(session, login, team_id, "owner")
         if not revoke_api_token(session, team_id, token_id, now=context.now_fn()):
@@ -93,7 +93,7 @@ def _tokens_page(
     *,
     status_code: int = 200,
 ) -> HTMLResponse:
-    _require_row_ids(team_id)
+    require_row_ids(team_id)
     with context.sessions() as session:
         require_role(session, login, team_id, "owner")
         name = team_name(session, team_id)
@@ -109,7 +109,7 @@ def _tokens_page(
         "new_token": None,
         **extra,
     }
-    response = render(
+    return render(
         request,
         context,
         "api_tokens.html",
@@ -117,10 +117,3 @@ def _tokens_page(
         login=login,
         status_code=status_code,
     )
-    return response
-
-
-def _require_row_ids(*ids: int) -> None:
-    """Raise 404 for an id that no row can have, before any query uses it."""
-    if not all(is_row_id(value) for value in ids):
-        raise HTTPException(404, "Not Found")

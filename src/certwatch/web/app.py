@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
@@ -156,5 +157,13 @@ def _is_busy(exc: SQLAlchemyError) -> bool:
 
 
 def _login_required(request: Request, exc: Exception) -> RedirectResponse:
-    """Send a browser without a valid login session to the login page."""
-    return RedirectResponse("/login", status_code=303)
+    """Send a browser without a valid login session to the login page.
+
+    A GET names the page in `next`, so that the login leads back to it.
+    """
+    if request.method != "GET":
+        return RedirectResponse("/login", status_code=303)
+    page = request.url.path
+    if request.url.query:
+        page += "?" + request.url.query
+    return RedirectResponse(f"/login?next={quote(page, safe='')}", status_code=303)

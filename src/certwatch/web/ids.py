@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Query
+from fastapi import HTTPException, Query
 
 MAX_ID = 2**31 - 1
 """The largest id of a team, endpoint, user or API token (SQL INTEGER)."""
@@ -32,3 +32,9 @@ Offset = Annotated[
 def is_row_id(value: int, maximum: int = MAX_ID) -> bool:
     """Tell whether `value` can be a stored id, from 1 to `maximum`."""
     return 1 <= value <= maximum
+
+
+def require_row_ids(*ids: int) -> None:
+    """Raise 404 for an id that no row can have, before any query uses it."""
+    if not all(is_row_id(value) for value in ids):
+        raise HTTPException(404, "Not Found")

@@ -7,8 +7,8 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
+from certwatch.alerts.settings import parse_public_url
 from certwatch.errors import CertwatchError
 from certwatch.netpolicy import ALLOW_PRIVATE_VARIABLE
 
@@ -109,7 +109,7 @@ def load_web_settings(environ: Mapping[str, str] = os.environ) -> WebSettings:
         port=_port(environ.get(PORT_VARIABLE)),
         metrics_token=_token(environ.get(TOKEN_VARIABLE)),
         disabled=_flag(environ.get(DISABLED_VARIABLE)),
-        public_url=_public_url(environ.get(PUBLIC_URL_VARIABLE)),
+        public_url=parse_public_url(environ.get(PUBLIC_URL_VARIABLE), WebSettingsError),
         signup=signup,
         allow_private_targets=_allow_private(
             environ.get(ALLOW_PRIVATE_VARIABLE), default=not open_signup
@@ -208,24 +208,6 @@ def _flag(text: str | None) -> bool:
         f"{DISABLED_VARIABLE}={text!r} is not a yes or no: set it to 1 to run "
         "the monitor without the web service, or to 0 or nothing to run both."
     )
-
-
-def _public_url(text: str | None) -> str | None:
-    if text is None or not text.strip():
-        return None
-    url = text.strip()
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise WebSettingsError(
-            f"{PUBLIC_URL_VARIABLE}={text!r} is not an http or https URL: set it "
-            "to the address users open, such as https://certwatch.example.test."
-        )
-    if parts.query or parts.fragment:
-        raise WebSettingsError(
-            f"{PUBLIC_URL_VARIABLE}={text!r} has a query or fragment: give only "
-            "the scheme, host and optional path prefix."
-        )
-    return url
 
 
 def _signup(text: str | None) -> str:

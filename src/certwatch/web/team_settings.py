@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -28,6 +29,7 @@ from certwatch.alerts.outbox import DeliveryReport, DeliveryState, deliver_now
 from certwatch.alerts.policy import DEFAULT_SCHEDULE, ScheduleError, parse_schedule
 from certwatch.alerts.receivers import check_contact
 from certwatch.alerts.settings import load_delivery_settings, with_receiver_policy
+from certwatch.commands.output import format_interval
 from certwatch.errors import CertwatchError
 from certwatch.monitor.settings import parse_duration
 from certwatch.store.accounts import LoginSession
@@ -150,13 +152,12 @@ def remove_contact_form(
     contact_id: str,
 ) -> RedirectResponse:
     """Remove a contact of the team and its queued messages."""
-    check_csrf(request, form, login)
-    identifier = parse_id(team_id)
-    with context.sessions() as session, session.begin():
-        require_role(session, login, identifier, "owner")
-        found = _team_contact(session, identifier, parse_id(contact_id))
+
+    def remove(session: Session, identifier: int, found: ContactRecord) -> None:
         remove_contact(session, found.id)
-    return _back(identifier, "removed")
+
+    check_csrf(request, form, login)
+    return _change_contact(context, login, team_id, contact_id, remove, "removed")
 
 
 @router.post(
@@ -173,11 +174,8 @@ def escalation_form(
     contact_id: str,
 ) -> RedirectResponse:
     """Set or clear a contact's escalation flag, as adding it again does in the CLI."""
-    check_csrf(request, form, login)
-    identifier = parse_id(team_id)
-    with context.sessions() as session, session.begin():
-        require_role(session, login, identifier, "owner")
-        found = _team_contact(session, identifier, parse_id(contact_id))
+
+    def set_escalation(session: Session, identifier: int, found: ContactRecord) -> None:
         add_contact(
             session,
             identifier,
@@ -186,7 +184,11 @@ def escalation_form(
             escalation=form.get("escalation") == "on",
             now=context.now_fn(),
         )
-    return _back(identifier, "updated")
+
+    check_csrf(request, form, login)
+    return _change_contact(
+        context, login, team_id, contact_id, set_escalation, "updated"
+    )
 
 
 @router.post(
@@ -303,17 +305,6 @@ def redact_contact(kind: str, address: str) -> str:
     return contact.redacted()
 
 
-def format_duration(duration: timedelta) -> str:
-    """Format a duration as `parse_duration` reads it, such as `1d12h`."""
-    remaining = int(duration.total_seconds())
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        count, remaining = divmod(remaining, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts) or "0s"
-
-
 def _settings_page(
     request: Request,
     context: WebContext,
@@ -344,7 +335,7 @@ def _settings_page(
         "reminders": team.reminder_schedule,
         "default_reminders": DEFAULT_SCHEDULE.text,
         "escalate_after": _team_escalation(team),
-        "default_escalate_after": format_duration(_default_escalation()),
+        "default_escalate_after": format_interval(_default_escalation()),
         "notice": notice,
         "error": error,
         "form": form_values or {},
@@ -372,6 +363,23 @@ def _check_receiver(context: WebContext, contact: ContactAddress) -> None:
     """
     timeout = context.scans.monitor.probe.timeout
     asyncio.run(check_contact(contact, context.scans.resolver, timeout=timeout))
+
+
+def _change_contact(
+    context: WebContext,
+    login: LoginSession,
+    team_id: str,
+    contact_id: str,
+    change: Callable[[Session, int, ContactRecord], None],
+    done: str,
+) -> RedirectResponse:
+    """Apply `change` to a contact of the team as its owner, then go back."""
+    identifier = parse_id(team_id)
+    with context.sessions() as session, session.begin():
+        require_role(session, login, identifier, "owner")
+        found = _team_contact(session, identifier, parse_id(contact_id))
+        change(session, identifier, found)
+    return _back(identifier, done)
 
 
 def _team_contact(session: Session, team_id: int, contact_id: int) -> ContactRecord:
@@ -411,7 +419,7 @@ def _contact_view(contact: ContactRecord) -> ContactView:
 
 
 def _team_escalation(team: TeamSummary) -> str | None:
-    return None if team.escalate_after is None else format_duration(team.escalate_after)
+    return None if team.escalate_after is None else format_interval(team.escalate_after)
 
 
 def _default_escalation() -> timedelta:

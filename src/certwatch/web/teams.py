@@ -45,7 +45,7 @@ from certwatch.web.accounts import (
 )
 from certwatch.web.auth import CurrentUser, FormBody, check_csrf, require_role
 from certwatch.web.dependencies import Context, WebContext
-from certwatch.web.ids import is_row_id
+from certwatch.web.ids import require_row_ids
 
 INVITATION_LIFETIME = timedelta(days=7)
 
@@ -107,7 +107,7 @@ def invite(
     owner's choice.
     """
     check_csrf(request, form, login)
-    _require_row_id(team_id)
+    require_row_ids(team_id)
     email = normalize_email(form.get("email"))
     role = form.get("role")
     problem = email_problem(email)
@@ -251,7 +251,7 @@ def _team_page(
     *,
     status_code: int = 200,
 ) -> HTMLResponse:
-    _require_row_id(team_id)
+    require_row_ids(team_id)
     with context.sessions() as session:
         role = require_role(session, login, team_id, "viewer")
         name = team_name(session, team_id)
@@ -270,12 +270,6 @@ def _team_page(
     return render(
         request, context, "team.html", values, login=login, status_code=status_code
     )
-
-
-def _require_row_id(team_id: int) -> None:
-    """Raise 404 for a team id that no row can have, before any query uses it."""
-    if not is_row_id(team_id):
-        raise HTTPException(404, "Not Found")
 
 
 def _base_url(request: Request, context: WebContext) -> str:
