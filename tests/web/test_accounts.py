@@ -567,7 +567,8 @@ def test_pages_have_labels_and_no_scripts(
         input_ids = re.findall(r'<(?:input|select) id="([^"]+)"', page)
         assert input_ids, path
         for input_id in input_ids:
-            assert f'<label for="{input_id}">' in page, (path, input_id)
+            label = f'<label for="{input_id}"[ >]'
+            assert re.search(label, page), (path, input_id)
         assert 'name="viewport"' in page
         assert "<script" not in page
         assert "http" not in page.replace('lang="en"', "")
@@ -664,3 +665,48 @@ def test_login_leads_back_to_page(serve_app: ServeApp, browsers: list[Browser]) 
     assert 'name="next" value="/alerts?state=acknowledged"' in form.text
     assert logged_in.status_code == 303
     assert logged_in.headers["location"] == "/alerts?state=acknowledged"
+
+
+def test_owner_changes_and_removes_members(
+    serve_app: ServeApp, browsers: list[Browser], sessions: sessionmaker[Session]
+) -> None:
+    base_url = serve_app()
+    owner = open_browser(browsers, base_url)
+    owner.sign_up(ADMIN)
+    team_id = default_team_id(sessions)
+    token = invitation_token(owner.invite(team_id, "bob@example.test", "viewer"))
+    bob = open_browser(browsers, base_url)
+    bob.sign_up("bob@example.test", invitation=token)
+    with sessions() as session:
+        admin = find_user(session, ADMIN)
+        bob_user = find_user(session, "bob@example.test")
+    assert admin is not None and bob_user is not None
+
+    def change(browser: Browser, user_id: int, **fields: str) -> httpx.Response:
+        data = {"csrf_token": browser.csrf(f"/teams/{team_id}"), **fields}
+        return browser.client.post(f"/teams/{team_id}/members/{user_id}", data=data)
+
+    by_viewer = change(bob, admin.id, action="remove")
+    promoted = change(owner, bob_user.id, action="role", role="member")
+    last_owner = change(owner, admin.id, action="role", role="viewer")
+    unknown = change(owner, bob_user.id + 1000, action="remove")
+    forged = bob.client.post(
+        f"/teams/{team_id}/members/{bob_user.id}", data={"action": "remove"}
+    )
+    removed = change(owner, bob_user.id, action="remove")
+    bob_team = bob.client.get(f"/teams/{team_id}")
+
+    assert by_viewer.status_code == 403
+    assert promoted.status_code == 200
+    assert "bob@example.test is now member of the team." in html.unescape(promoted.text)
+    assert last_owner.status_code == 400
+    assert "the team's only owner" in error_text(last_owner)
+    assert unknown.status_code == 404
+    assert forged.status_code == 403
+    assert removed.status_code == 200
+    assert bob_team.status_code == 404
+    with sessions() as session:
+        roles = {
+            row.user_id: row.role for row in session.scalars(select(MembershipRow))
+        }
+    assert roles == {admin.id: "owner"}

@@ -19,6 +19,7 @@ from certwatch.store.accounts import (
     Invitation,
     LoginSession,
     accept_invitation,
+    add_membership,
     create_invitation,
     create_team,
     find_invitation,
@@ -26,9 +27,11 @@ from certwatch.store.accounts import (
     owned_team_count,
     team_members,
     team_name,
+    team_role,
     user_teams,
 )
 from certwatch.store.models import ROLES
+from certwatch.store.users import owner_count, remove_membership
 from certwatch.web.account_emails import (
     AccountMail,
     Mail,
@@ -89,6 +92,61 @@ def team_page(
 ) -> HTMLResponse:
     """Show a team's members, and for owners the invitation form."""
     return _team_page(request, context, login, team_id, {})
+
+
+@router.post("/teams/{team_id}/members/{user_id}", response_class=HTMLResponse)
+def change_member(
+    request: Request,
+    context: Context,
+    login: CurrentUser,
+    form: FormBody,
+    team_id: int,
+    user_id: int,
+) -> HTMLResponse:
+    """Change a member's role or take the member out of the team; owners only.
+
+    The team's last owner keeps the role, so that a team always has someone
+    who can invite and change settings.
+    """
+    check_csrf(request, form, login)
+    require_row_ids(team_id, user_id)
+    action = form.get("action")
+    role = form.get("role")
+    if action not in ("role", "remove") or (action == "role" and role not in ROLES):
+        return _team_page(
+            request,
+            context,
+            login,
+            team_id,
+            {"error": f"Unknown change {action!r}: change the role or remove."},
+            status_code=400,
+        )
+    with context.sessions() as session, session.begin():
+        require_role(session, login, team_id, "owner")
+        current = team_role(session, user_id, team_id)
+        if current is None:
+            raise HTTPException(404, "Not Found")
+        members = {m.user_id: m.email for m in team_members(session, team_id)}
+        email = members[user_id]
+        leaves_owner = current == "owner" and (action == "remove" or role != "owner")
+        if leaves_owner and owner_count(session, team_id) == 1:
+            problem = (
+                f"{email} is the team's only owner: make another member owner "
+                "first, so that someone can still manage the team."
+            )
+        else:
+            problem = None
+            if action == "remove":
+                remove_membership(session, user_id, team_id)
+                notice = f"{email} is no longer a member of the team."
+            else:
+                add_membership(session, user_id, team_id, role, now=context.now_fn())
+                notice = f"{email} is now {role} of the team."
+    if problem is not None:
+        return _team_page(
+            request, context, login, team_id, {"error": problem}, status_code=400
+        )
+    return _team_page(request, context, login, team_id, {"member_notice": notice})
 
 
 @router.post("/teams/{team_id}/invitations", response_class=HTMLResponse)
