@@ -39,7 +39,11 @@ from sqlalchemy import select
 
 import store as store_bench
 from certwatch.store.accounts import add_membership, create_session, create_user
-from certwatch.store.database import create_store_engine, session_factory
+from certwatch.store.database import (
+    create_store_engine,
+    refresh_statistics,
+    session_factory,
+)
 from certwatch.store.models import TeamRow
 from certwatch.web.app import create_app
 from certwatch.web.auth import SESSION_COOKIE
@@ -147,8 +151,17 @@ async def load(
 
 
 def measure(url: str, requests: int, concurrency: int) -> list[Latencies]:
-    """Start the server on the store at `url` and load each path in turn."""
+    """Start the server on the store at `url` and load each path in turn.
+
+    The store first gets the planner statistics that `serve` makes after
+    its first cycle, as a store in use has them.
+    """
     token = make_user(url)
+    engine = create_store_engine(url)
+    try:
+        refresh_statistics(session_factory(engine))
+    finally:
+        engine.dispose()
     with tempfile.TemporaryDirectory(prefix="certwatch-load-") as folder:
         port_file = Path(folder) / "port"
         child = subprocess.Popen(

@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from tests.certs import NOW
 from tests.monitor.helpers import Clock, Pki, settings
 
@@ -56,3 +57,37 @@ def test_serve_stops_on_deleted_file(tmp_path: Path, pki: Pki) -> None:
             )
     finally:
         engine.dispose()
+
+
+def test_serve_gives_sqlite_statistics(tmp_path: Path, pki: Pki) -> None:
+    """After its first cycle, `serve` has ANALYZE fill `sqlite_stat1`."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    upgrade(url)
+    engine = create_store_engine(url)
+    stop = threading.Event()
+    try:
+        sessions = session_factory(engine)
+        with sessions() as session:
+            before = session.execute(
+                text("SELECT name FROM sqlite_master WHERE name = 'sqlite_stat1'")
+            ).all()
+
+        def stop_after_cycle(_sessions: object) -> None:
+            stop.set()
+
+        serve(
+            sessions,
+            now_fn=Clock(NOW),
+            settings=settings(),
+            policy=pki.policy,
+            stop=stop,
+            after_cycle=stop_after_cycle,
+        )
+        with sessions() as session:
+            indexes = session.scalars(text("SELECT idx FROM sqlite_stat1")).all()
+    finally:
+        engine.dispose()
+
+    assert before == []
+    # ANALYZE leaves out empty tables; the default team's row is there.
+    assert "sqlite_autoindex_teams_1" in indexes

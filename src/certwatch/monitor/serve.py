@@ -6,6 +6,7 @@ import logging
 import os
 import random
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -15,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from certwatch.monitor.cycle import Clock, SessionFactory, run_cycle
 from certwatch.monitor.settings import MonitorSettings
 from certwatch.probe.resolve import Resolver
+from certwatch.store.database import refresh_statistics
 from certwatch.store.errors import StoreError
 from certwatch.store.leases import next_due_at
 from certwatch.x509.model import AnalysisPolicy
@@ -24,6 +26,9 @@ logger = logging.getLogger(__name__)
 # The shortest pause between cycles, so that a source that is due again at
 # once (an interval shorter than a cycle) cannot make the loop spin.
 MIN_SLEEP = timedelta(seconds=1)
+# How often `serve` refreshes SQLite's planner statistics, in seconds: the
+# shape of an inventory changes slowly.
+STATISTICS_EVERY = 24 * 3600.0
 
 
 def serve(
@@ -59,6 +64,7 @@ def serve(
         settings.max_sleep,
     )
     cycles = 0
+    statistics_at: float | None = None
     rng = rng or random.Random()
     while not stop.is_set():
         problem = store_problem() if store_problem else None
@@ -76,6 +82,7 @@ def serve(
                 stop=stop,
             )
             cycles += 1
+            statistics_at = _refresh_statistics(sessions, statistics_at)
             if after_cycle is not None:
                 _run_after_cycle(after_cycle, sessions)
             pause = _pause(sessions, now_fn, settings)
@@ -88,6 +95,24 @@ def serve(
         stop.wait(pause.total_seconds())
     logger.info("monitor stopped after %d cycles", cycles)
     return cycles
+
+
+def _refresh_statistics(
+    sessions: SessionFactory, refreshed_at: float | None
+) -> float | None:
+    """Refresh the planner's statistics after the first cycle, then daily.
+
+    Returns when they were last refreshed, on the monotonic clock. A
+    failure is logged; the monitor goes on and tries again after a day.
+    """
+    now = time.monotonic()
+    if refreshed_at is not None and now - refreshed_at < STATISTICS_EVERY:
+        return refreshed_at
+    try:
+        refresh_statistics(sessions)
+    except SQLAlchemyError as exc:
+        logger.warning("refreshing the query planner's statistics failed: %s", exc)
+    return now
 
 
 def _run_after_cycle(
