@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
+import time
 from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -31,6 +33,7 @@ DATABASE_URL_VARIABLE = "CERTWATCH_DATABASE_URL"
 # "database is locked". A scan batch of a few thousand observations commits
 # in well under a second, so 30 seconds covers any normal wait.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+WAL_RETRY_SECONDS = 0.05
 
 _MIGRATIONS = "certwatch.store.migrations"
 
@@ -188,7 +191,7 @@ def refresh_statistics(sessions: Callable[[], Session]) -> None:
 
     Without them SQLite reads a dashboard page of a team through the
     `team_id` index and sorts every row of the team, instead of walking
-    the `not_after` index: 22 against 10 ms for 10,000 endpoints.
+    the `not_after` index: 22 against 12 ms for 10,000 endpoints.
     """
     with sessions() as session, session.begin():
         if session.get_bind().dialect.name != "sqlite":
@@ -204,12 +207,30 @@ def _alembic_config() -> Config:
     return config
 
 
+def _use_wal(cursor: Any) -> None:
+    """Put the database file in WAL mode, which it keeps once set.
+
+    Switching a new file to WAL can fail with "database is locked" at once,
+    without the busy timeout, while another connection opens the same new
+    file; so the switch is tried again for up to the busy timeout.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(WAL_RETRY_SECONDS)
+
+
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        _use_wal(cursor)
+        cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
     finally:
         cursor.close()
