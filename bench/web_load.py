@@ -88,7 +88,7 @@ def serve(url: str, port_file: Path) -> None:
     """
     engine = create_store_engine(url)
     sessions = session_factory(engine)
-    # The per-user limit would answer most of the load with 429.
+    # The per-user limit would reject most of the load with 429.
     settings = WebSettings(port=0, requests_per_minute=10**9)
     server = WebServer(create_app(sessions, settings), settings)
     stop = threading.Event()

@@ -155,7 +155,7 @@ def find_api_token(
     """Return the grant of a working token, and record its use.
 
     With `record_use` false nothing is written, and the grant's `use_due`
-    tells whether `record_token_use` should be called: a session that only
+    is true when `record_token_use` should be called: a session that only
     reads does not wait for SQLite's write lock. Returns `None` for an
     unknown, malformed or revoked token.
     """

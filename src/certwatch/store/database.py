@@ -211,8 +211,8 @@ def _use_wal(cursor: Any) -> None:
     """Put the database file in WAL mode, which it keeps once set.
 
     Switching a new file to WAL can fail with "database is locked" at once,
-    without the busy timeout, while another connection opens the same new
-    file; so the switch is tried again for up to the busy timeout.
+    without waiting for the busy timeout, while another connection opens the
+    same new file. So the switch is tried again for up to the busy timeout.
     """
     deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
     while True:

@@ -103,7 +103,7 @@ LOCK_DURATION = timedelta(minutes=15)
 MAX_EMAIL_LENGTH = 254
 
 HOME = "/dashboard"
-"""Where login and sign-up lead when no other page was asked for."""
+"""The page that login and sign-up lead to when no other page was requested."""
 MAX_NEXT_LENGTH = 2000
 
 LOGIN_FAILED = (

@@ -227,7 +227,7 @@ def _parse(
 
 def _looks_like_path(text: str) -> bool:
     # Unlike `certwatch.arguments.looks_like_path`, this never checks whether
-    # a file of that name exists, because the answer would reveal the
+    # a file of that name exists, because the result would reveal the
     # server's files to web users.
     if "://" in text:
         return False

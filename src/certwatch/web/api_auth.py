@@ -1,4 +1,4 @@
-"""Who calls the JSON API, what they may do, and how often.
+"""Authentication, roles and request limits of the JSON API callers.
 
 A request authenticates with `Authorization: Bearer cw_...` (an API token:
 its team and role) or with the login session cookie of the pages (the

@@ -52,7 +52,7 @@ router = APIRouter(include_in_schema=False)
 
 @dataclass(frozen=True)
 class Expiry:
-    """How a not_after reads on a page.
+    """The page wording and CSS class of a not_after.
 
     `level` names the CSS class (`critical`, `warning`, `ok`, `unknown`),
     and `word` gives the same in words, so colour is never the only sign.

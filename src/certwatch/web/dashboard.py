@@ -48,7 +48,7 @@ from certwatch.x509.facts import days_left
 
 PAGE_SIZE = 100
 FILE_SOURCE_LIMIT = 100
-"""The most file sources the dashboard lists, because only the server adds them."""
+"""The maximum number of file sources the dashboard lists; only the server adds them."""
 
 MAX_TAG_CHOICES = 200
 

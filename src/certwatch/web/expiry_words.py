@@ -1,4 +1,4 @@
-"""How the pages word the time left before, or since, a certificate's not_after.
+"""Page wording of the time left before, or since, a certificate's not_after.
 
 Days left are whole days rounded down, as `certwatch check` reports them,
 so a certificate one second past not_after has -1 days left. Worded that

@@ -1,4 +1,4 @@
-"""What the site navigation of `base.html` offers to the request's user.
+"""The links of the site navigation in `base.html` for the request's user.
 
 The templates call these functions, registered as Jinja globals in
 `pages.py`, because every page shows the navigation while only some

@@ -3,7 +3,7 @@
 An instant probe (the add page, `POST /api/endpoints`, scan now) occupies
 one of the threads of FastAPI's pool (40 by default in anyio 4) for up to
 the probe timeout per address. Without a bound, one team sending many such
-requests against endpoints that never answer would take every thread,
+requests against endpoints that never respond would take every thread,
 and every other page, `/healthz` included, would wait. `ProbeSlots`
 admits at most `site_limit` instant probes at once, and at most
 `holder_limit` for one holder (a team). A request over either limit is

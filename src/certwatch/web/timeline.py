@@ -1,4 +1,4 @@
-"""What expires over the next 90 days: counts per week and status, and their chart.
+"""Expiry counts for the next 90 days, per week and status, and their chart.
 
 `expiry_timeline` counts the endpoints and file sources that match a
 dashboard filter in one aggregate query, by the week their soonest
