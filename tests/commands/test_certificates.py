@@ -210,7 +210,9 @@ def test_certificates_limit_and_expiring(
     certwatch("add", *(target(serve(local_server, leaf)) for leaf in leaves))
 
     first = certwatch.json("certificates", "--limit", "2")
+    paged = certwatch("certificates", "--limit", "2", "--json")
     everything = certwatch.json("certificates", "--limit", "0")
+    whole = certwatch("certificates", "--limit", "0", "--json")
     soon = certwatch.json("certificates", "--expiring", "30")
     table = certwatch("certificates", "--limit", "1")
 
@@ -219,6 +221,8 @@ def test_certificates_limit_and_expiring(
         leaves[1].sha256,
     ]
     assert first["truncated"] is True
+    assert "listed the first 2 matching certificates" in paged.stderr
+    assert whole.stderr == ""
     assert first["limit"] == 2
     assert len(everything["certificates"]) == 3
     assert everything["truncated"] is False

@@ -361,9 +361,13 @@ def test_list_limit_sorts_by_expiry_and_counts(
     certwatch("add", *(target(server) for server in servers))
 
     document = certwatch.json("list", "--limit", "2")
+    paged = certwatch("list", "--limit", "2", "--json")
+    whole = certwatch("list", "--limit", "0", "--json")
     table = certwatch("list", "--limit", "2")
 
     assert [s["days_left"] for s in document["sources"]] == [3, 30]
+    assert "listed 2 of 3 matching sources; --limit 0 lists all" in paged.stderr
+    assert whole.stderr == ""
     assert document["total"] == 3
     assert document["limit"] == 2
     assert table.exit_code == 0, table.output

@@ -54,6 +54,9 @@ def start_certwatch(url: str, log: Path, *args: str) -> subprocess.Popen[bytes]:
         **os.environ,
         "CERTWATCH_DATABASE_URL": url,
         "PYTHONPATH": str(SOURCE),
+        # `serve` also starts the web service: a free port keeps these tests
+        # apart from anything else listening on the default 8080.
+        "CERTWATCH_WEB_PORT": "0",
     }
     with log.open("wb") as stderr:
         return subprocess.Popen(

@@ -126,6 +126,12 @@ def certificates_command(as_json: bool, expiring: int | None, limit: int) -> Non
             document = _document(placed, now, key="certificates")
             document.update(limit=limit or None, truncated=page.truncated)
             echo_json(document)
+            if page.truncated:
+                click.echo(
+                    f"certwatch: listed the first {len(placed)} matching "
+                    "certificates; --limit 0 lists all.",
+                    err=True,
+                )
         else:
             _print_certificates(placed, now, truncated=page.truncated)
 

@@ -148,6 +148,14 @@ def list_command(
     with closed_pipe_ignored():
         if as_json:
             echo_json(_list_document(listing, now, limit))
+            if len(listing.sources) < listing.total:
+                # A script reading the JSON may not check "total"; say on
+                # stderr that this is a page, so it is never silent.
+                click.echo(
+                    f"certwatch: listed {len(listing.sources)} of "
+                    f"{listing.total} matching sources; --limit 0 lists all.",
+                    err=True,
+                )
         else:
             _print_list(listing, now)
 

@@ -8,6 +8,7 @@ and over until SIGINT or SIGTERM.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -476,6 +477,35 @@ def _database_failures() -> Iterator[None]:
         ) from exc
 
 
+# Seconds that the exit after a second signal may take (releasing claims,
+# stopping the web service) before the process ends at once.
+FORCED_EXIT_SECONDS = 5.0
+
+
+def _exit_later(code: int) -> None:
+    """End the process with `code` if it is still running after a while.
+
+    The SystemExit raised by the second signal unwinds the main thread.
+    The interpreter then waits for its worker threads, and one blocked on
+    the database (a lease renewal) would keep the process running after
+    the operator asked it to stop. Claims left behind expire with their
+    lease.
+    """
+
+    def force() -> None:
+        logger.error(
+            "still running %.0f s after the second signal: exiting now; "
+            "unreleased claims expire with their lease",
+            FORCED_EXIT_SECONDS,
+        )
+        logging.shutdown()
+        os._exit(code)
+
+    timer = threading.Timer(FORCED_EXIT_SECONDS, force)
+    timer.daemon = True
+    timer.start()
+
+
 @contextmanager
 def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
     """Set `stop` on SIGINT or SIGTERM for the duration, then restore handlers."""
@@ -487,6 +517,7 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             # The claims of the current batch are released on the way out
             # or expire with their lease; recorded batches are kept.
             logger.warning("received %s again: exiting without waiting", name)
+            _exit_later(128 + number)
             raise SystemExit(128 + number)
         logger.info("received %s: stopping after the current batch", name)
         stop.set()
