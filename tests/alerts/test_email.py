@@ -133,7 +133,9 @@ async def test_email_starttls_not_offered(smtp_server: StartSmtp) -> None:
 
     assert not outcome.delivered
     assert not outcome.permanent
-    assert "STARTTLS" in outcome.reason
+    assert "does not offer STARTTLS" in outcome.reason
+    assert "CERTWATCH_SMTP_SECURITY=tls" in outcome.reason
+    assert "CERTWATCH_SMTP_SECURITY=plain for a relay on loopback" in outcome.reason
     assert server.handler.received == []
 
 

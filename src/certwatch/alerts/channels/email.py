@@ -22,6 +22,7 @@ from email.utils import format_datetime
 import aiosmtplib
 
 from certwatch.alerts.channels.outcome import DeliveryOutcome
+from certwatch.alerts.contacts import is_loopback_host
 from certwatch.alerts.message import Notice
 from certwatch.alerts.render import AckUrl, clean, render_message
 from certwatch.alerts.settings import SmtpSecurity, SmtpSettings, tls_context
@@ -207,6 +208,17 @@ def _describe_error(exc: BaseException, smtp: SmtpSettings) -> str:
         exc.__cause__, ConnectionRefusedError
     ):
         return f"the SMTP server {server} refused the connection"
+    if "STARTTLS extension not supported" in str(exc):
+        # aiosmtplib's words when the EHLO reply does not list STARTTLS.
+        plain = (
+            ", or CERTWATCH_SMTP_SECURITY=plain for a relay on loopback"
+            if is_loopback_host(smtp.host)
+            else ""
+        )
+        return (
+            f"the SMTP server {server} does not offer STARTTLS: set "
+            f"CERTWATCH_SMTP_SECURITY=tls with the server's TLS port{plain}"
+        )
     detail = clean(str(exc))[:200] or type(exc).__name__
     return f"sending through the SMTP server {server} failed: {detail}"
 
