@@ -231,7 +231,9 @@ async def test_probe_address_plaintext_server(local_server: StartServer) -> None
     assert result.error.reason is ErrorReason.TLS_HANDSHAKE_FAILED
     assert result.error.message == (
         f"The TLS handshake with 127.0.0.1 port {server.port} failed: "
-        "wrong version number."
+        "wrong version number; the server did not answer in TLS: if it "
+        "upgrades with STARTTLS, name its protocol, as in smtp://HOST:PORT or "
+        "--protocol smtp."
     )
 
 

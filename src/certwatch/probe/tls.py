@@ -31,7 +31,7 @@ from certwatch.probe.dialogue import (
 )
 from certwatch.probe.model import ErrorReason, ProbeError, ProbeResult, ProbeSettings
 from certwatch.probe.starttls import DIALOGUES, Dialogue
-from certwatch.targets import Endpoint
+from certwatch.targets import PROTOCOLS, Endpoint
 
 logger = logging.getLogger(__name__)
 
@@ -442,6 +442,13 @@ def _handshake_failed(
         # OpenSSL refuses a certificate list over 100 KiB by default (the
         # max_cert_list setting, which pyOpenSSL 26 does not expose).
         reason += " (the server's certificate chain is larger than 100 KiB)"
+    if "wrong version number" in reason and not _upgraded(endpoint):
+        # OpenSSL's words for a first reply that is not a TLS record, such
+        # as the plain-text greeting of a mail server.
+        reason += (
+            "; the server did not answer in TLS: if it upgrades with STARTTLS, "
+            "name its protocol, as in smtp://HOST:PORT or --protocol smtp"
+        )
     if protocol.client_certificate_requested:
         # NOTE: no local test server reaches this branch, because OpenSSL
         # servers send their chain before the CertificateRequest in TLS 1.2,
@@ -457,6 +464,11 @@ def _handshake_failed(
         )
     error = ProbeError(ErrorReason.TLS_HANDSHAKE_FAILED, message)
     return _failed(endpoint, address, error, protocol.client_certificate_requested)
+
+
+def _upgraded(endpoint: Endpoint) -> bool:
+    """Tell whether the endpoint's protocol reaches TLS through STARTTLS."""
+    return any(p.starttls for p in PROTOCOLS if p.name == endpoint.protocol)
 
 
 def _connection_error(
