@@ -6,14 +6,18 @@ and records it, and `evaluate_alerts` reads the findings the scan stored.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
+from tests.alerts.conftest import StartSmtp, smtp_pki, smtp_server  # noqa: F401
 from tests.certs import NOW, make_self_signed
 from tests.monitor.helpers import INTERVAL, Clock, make_pki, pinned, settings
+from tests.monitor.test_alerting import add_contact
 from tests.servers import Chain, LocalServer
 from tests.store.conftest import (  # noqa: F401
     database_url,
@@ -24,10 +28,11 @@ from tests.store.conftest import (  # noqa: F401
 )
 
 from certwatch.alerts.evaluate import AlertSettings, evaluate_alerts
+from certwatch.alerts.settings import SmtpSecurity
 from certwatch.monitor.cycle import run_cycle
 from certwatch.store.database import session_factory
 from certwatch.store.inventory import SourceSettings, upsert_endpoint
-from certwatch.store.models import AlertRow, FindingRow
+from certwatch.store.models import AlertRow, FindingRow, OutboxRow
 
 
 @pytest.fixture
@@ -83,3 +88,57 @@ def test_evaluate_self_signed_raises_alert(
     assert alerts[0].severity == "critical"
     assert alerts[0].code == "self_signed"
     assert alerts[0].event == "problem"
+
+
+def test_evaluate_finding_notice_names_certificate(
+    sessions: sessionmaker[Session], local_server: Callable[..., LocalServer]
+) -> None:
+    leaf = make_self_signed(
+        ["www.example.test"],
+        not_before=NOW - timedelta(days=10),
+        not_after=NOW + timedelta(days=300),
+    )
+    with sessions.begin() as session:
+        add_contact(session, "default", "email:ops@example.test")
+
+    scan_and_evaluate(sessions, Chain.from_pems(leaf.key_pem(), leaf.pem), local_server)
+
+    with sessions() as session:
+        [notice] = session.scalars(select(OutboxRow.notice))
+    [item] = notice["items"]
+    assert item["finding_code"] == "self_signed"
+    assert item["names"] == ["www.example.test"]
+    assert item["not_after"] is not None
+
+
+async def test_evaluate_starttls_not_offered_alerts_with_reply(
+    sessions: sessionmaker[Session],
+    smtp_server: StartSmtp,  # noqa: F811
+) -> None:
+    # Without a TLS context, aiosmtpd does not offer STARTTLS.
+    server = await smtp_server(SmtpSecurity.PLAIN)
+    clock = Clock(NOW)
+    with sessions.begin() as session:
+        upsert_endpoint(
+            session,
+            replace(pinned("mail.example.test", server.port), protocol="smtp"),
+            now=clock(),
+            settings=SourceSettings(interval=INTERVAL),
+        )
+    pki = make_pki()
+    for _ in range(3):
+        await asyncio.to_thread(
+            run_cycle, sessions, now_fn=clock, settings=settings(), policy=pki.policy
+        )
+        clock.advance(INTERVAL)
+    with sessions.begin() as session:
+        evaluate_alerts(session, now=clock(), settings=AlertSettings())
+    with sessions() as session:
+        alerts = list(session.scalars(select(AlertRow)))
+
+    assert [alert.code for alert in alerts] == ["starttls_not_offered"]
+    [alert] = alerts
+    assert alert.severity == "critical"
+    assert alert.event == "problem"
+    assert "does not offer" in alert.message
+    assert "It replied: " in alert.message

@@ -842,6 +842,49 @@ async def test_failing_contact_told_once(
     assert len(notices) == 1
 
 
+async def test_recovered_contact_withdraws_unsent_failing_notice(
+    sessions: sessionmaker[Session], http_receiver: HttpReceiver
+) -> None:
+    # 404 marks the webhook unhealthy at once; then it works again.
+    http_receiver.script = [Reply(404), Reply(200)]
+    team = make_team(
+        sessions,
+        "web",
+        {
+            "flaky": (f"webhook:{http_receiver.url('/hook')}", False),
+            "ops": ("email:ops@example.test", False),
+        },
+    )
+    add_notice(sessions, team, make_notice(key="a"))
+    with sessions.begin() as session:
+        session.execute(
+            update(OutboxRow)
+            .where(OutboxRow.contact_id == team.contacts["ops"])
+            .values(delivered_at=T0)
+        )
+    # Without an SMTP server the notice to ops stays in the outbox.
+    settings = DeliverySettings(webhook=FAST_WEBHOOK)
+    await run_due(sessions, settings, Clock(), limit=1)
+    queued = [row for row in outbox_rows(sessions) if row.event == "problem"]
+
+    report = await asyncio.to_thread(
+        deliver_now,
+        sessions,
+        team_id=team.id,
+        notice=Notice(key="test-b", team="web", event=EventKind.TEST, generated_at=T0),
+        settings=settings,
+        now_fn=Clock(),
+        concurrency=1,
+    )
+
+    assert [row.contact_id for row in queued] == [team.contacts["ops"]]
+    assert queued[0].delivered_at is None
+    states = {attempt.contact_id: attempt.state for attempt in report.attempts}
+    assert states[team.contacts["flaky"]] is DeliveryState.DELIVERED
+    assert contact_row(sessions, team.contacts["flaky"]).unhealthy_since is None
+    assert [row for row in outbox_rows(sessions) if row.event == "problem"] == []
+
+
 # --- deliver_now ------------------------------------------------------------
 
 

@@ -8,6 +8,8 @@ from playwright.sync_api import Page, expect
 from sqlalchemy.orm import Session, sessionmaker
 
 from certwatch.alerts.evaluate import AlertSettings, EvaluationReport, evaluate_alerts
+from certwatch.store.alerts import add_contact, find_team
+from certwatch.store.models import DEFAULT_TEAM
 from certwatch.web.app import utc_now
 
 EMAIL = "admin@example.test"
@@ -69,4 +71,15 @@ def evaluate_alerts_now(sessions: sessionmaker[Session]) -> EvaluationReport:
     `certwatch serve` runs the same evaluation after its monitor cycles.
     """
     with sessions.begin() as session:
+        # Reminders are recorded only for a team whose alerts reach someone.
+        team_id = find_team(session, DEFAULT_TEAM)
+        assert team_id is not None
+        add_contact(
+            session,
+            team_id,
+            kind="email",
+            address="ops@example.test",
+            escalation=False,
+            now=utc_now(),
+        )
         return evaluate_alerts(session, now=utc_now(), settings=AlertSettings())

@@ -426,6 +426,7 @@ def test_alerts_lists_open_by_default(certwatch: Certwatch) -> None:
     assert alert["resolved_at"] is None
     assert alert["acknowledged_until"] is None
     assert "expiring_soon" in table
+    assert "www.example.test:443 at 192.0.2.10 and 1 more" in table
     assert "1 open alert." in table
 
 

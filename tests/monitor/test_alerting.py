@@ -8,24 +8,42 @@ real HTTP receiver.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from tests.alerts.conftest import HttpReceiver, http_receiver  # noqa: F401
+from tests.alerts.conftest import (  # noqa: F401
+    HttpReceiver,
+    StartSmtp,
+    http_receiver,
+    smtp_pki,
+    smtp_server,
+)
 from tests.certs import Issued, make_intermediate, make_leaf, make_root
-from tests.store.builders import endpoint, failed_result, network_result
+from tests.store.builders import endpoint, failed_result, file_result, network_result
 
 from certwatch.alerts.cycle import alert_after_cycle
 from certwatch.alerts.digest import send_digests
 from certwatch.alerts.evaluate import AlertSettings, evaluate_alerts
-from certwatch.alerts.settings import DeliverySettings
+from certwatch.alerts.render import render_subject
+from certwatch.alerts.serialize import notice_from_json
+from certwatch.alerts.settings import DeliverySettings, SmtpSecurity
 from certwatch.probe.model import ErrorReason
-from certwatch.store.inventory import ensure_team, upsert_endpoint
+from certwatch.result import Result, Status
+from certwatch.store.inventory import (
+    SourceSettings,
+    ensure_team,
+    upsert_endpoint,
+    upsert_file_source,
+)
 from certwatch.store.models import (
     AlertRow,
+    AlertThresholdRow,
     ContactRow,
     EndpointRow,
     OutboxRow,
@@ -33,6 +51,7 @@ from certwatch.store.models import (
 )
 from certwatch.store.observations import CompletedScan, record_observations
 from certwatch.store.stale import record_stale_findings
+from certwatch.x509.model import Finding, Severity
 
 START = datetime(2027, 1, 1, tzinfo=UTC)
 NOT_AFTER = START + timedelta(days=60)
@@ -67,8 +86,6 @@ def add_contact(session: Session, team: str, address: str, **columns: object) ->
 
 
 def add_endpoint(session: Session, name: str, team: str = "default") -> int:
-    from certwatch.store.inventory import SourceSettings
-
     stored = upsert_endpoint(
         session, endpoint(name), now=START, settings=SourceSettings(team=team)
     )
@@ -469,3 +486,301 @@ def test_delivery_without_evaluation(
     assert skipped.delivery.delivered == 0
     assert evaluated.evaluation.reminded == 1
     assert evaluated.delivery.delivered == 1
+
+
+def set_schedule(session: Session, endpoint_id: int, schedule: str) -> None:
+    session.execute(
+        EndpointRow.__table__.update()  # type: ignore[attr-defined]
+        .where(EndpointRow.id == endpoint_id)
+        .values(reminder_schedule=schedule)
+    )
+    session.commit()
+
+
+def escalations(notices: list[dict[str, object]]) -> list[dict[str, object]]:
+    return [n for n in notices if str(n["key"]).startswith("certwatch-escalation")]
+
+
+async def test_team_without_contacts_sent_after_contact_add(
+    sessions: sessionmaker[Session],
+    smtp_server: StartSmtp,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = await smtp_server(SmtpSecurity.PLAIN)
+    delivery = DeliverySettings(smtp=server.settings(SmtpSecurity.PLAIN))
+    leaf = one_year_leaf()
+    at = before_expiry(10)
+    with sessions() as session:
+        endpoint_id = add_endpoint(session, "www.example.test")
+        scan(session, endpoint_id, "www.example.test", [("192.0.2.1", leaf)], at)
+
+    with caplog.at_level(logging.ERROR, logger="certwatch.alerts"):
+        lost = await asyncio.to_thread(
+            alert_after_cycle,
+            sessions,
+            now_fn=lambda: at,
+            settings=SETTINGS,
+            delivery=delivery,
+        )
+    with sessions() as session:
+        outbox_rows = session.scalars(select(OutboxRow)).all()
+        recorded = session.scalars(select(AlertThresholdRow)).all()
+        add_contact(session, "default", "email:ops@example.test")
+    later = at + timedelta(hours=1)
+    sent = await asyncio.to_thread(
+        alert_after_cycle,
+        sessions,
+        now_fn=lambda: later,
+        settings=SETTINGS,
+        delivery=delivery,
+    )
+
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert "Team default has no contact" in errors[0]
+    assert "certwatch contact add default email:" in errors[0]
+    assert lost.evaluation.reminded == 0
+    assert outbox_rows == []
+    assert recorded == []
+    assert sent.evaluation.reminded == 1
+    assert sent.delivery.delivered == 1
+    [received] = server.handler.received
+    assert received.recipients == ["ops@example.test"]
+
+
+def test_escalation_counts_from_critical(sessions: sessionmaker[Session]) -> None:
+    leaf = one_year_leaf()
+    with sessions() as session:
+        add_contact(session, "default", "email:ops@example.test")
+        add_contact(session, "default", "email:boss@example.test", escalation=True)
+        endpoint_id = add_endpoint(session, "www.example.test")
+        found = []
+        # Warning at 10 days, critical from 7 days; the escalation delay is 4h.
+        for at in (
+            before_expiry(10),
+            before_expiry(6.5),
+            before_expiry(6.5) + timedelta(hours=3),
+            before_expiry(6.5) + timedelta(hours=5),
+        ):
+            scan(session, endpoint_id, "www.example.test", [("192.0.2.1", leaf)], at)
+            found.append(len(escalations(evaluate(session, at))))
+
+    assert found == [0, 0, 0, 1]
+
+
+def test_expired_acknowledgement_allows_escalation(
+    sessions: sessionmaker[Session],
+) -> None:
+    leaf = one_year_leaf()
+    with sessions() as session:
+        add_contact(session, "default", "email:ops@example.test")
+        add_contact(session, "default", "email:boss@example.test", escalation=True)
+        endpoint_id = add_endpoint(session, "www.example.test")
+        at = before_expiry(5)
+        scan(session, endpoint_id, "www.example.test", [("192.0.2.1", leaf)], at)
+        evaluate(session, at)
+        alert = session.scalars(select(AlertRow)).one()
+        alert.acknowledged_until = at + timedelta(hours=1)
+        alert.acknowledged_by = "ops@example.test"
+        session.commit()
+
+        found = []
+        # The acknowledgement ends 1 hour in; the 4-hour delay counts from then.
+        for hours in (0.5, 4.5, 5.5, 6.5):
+            later = at + timedelta(hours=hours)
+            scan(session, endpoint_id, "www.example.test", [("192.0.2.1", leaf)], later)
+            found.append(len(escalations(evaluate(session, later))))
+
+    assert found == [0, 0, 1, 0]
+
+
+def test_new_reminder_ends_acknowledgement(sessions: sessionmaker[Session]) -> None:
+    leaf = one_year_leaf()
+    with sessions() as session:
+        add_contact(session, "default", "email:ops@example.test")
+        add_contact(session, "default", "email:boss@example.test", escalation=True)
+        endpoint_id = add_endpoint(session, "www.example.test")
+        at = before_expiry(6)
+        scan(session, endpoint_id, "www.example.test", [("192.0.2.1", leaf)], at)
+        evaluate(session, at)
+        alert = session.scalars(select(AlertRow)).one()
+        alert.acknowledged_threshold = "days:7"
+        alert.acknowledged_by = "ops@example.test"
+        session.commit()
+
+        found = []
+        for at in (
+            before_expiry(5),
+            before_expiry(2.9),
+            before_expiry(2.9) + timedelta(hours=5),
+        ):
+            scan(session, endpoint_id, "www.example.test", [("192.0.2.1", leaf)], at)
+            notices = evaluate(session, at)
+            found.append(
+                (len(notices) - len(escalations(notices)), len(escalations(notices)))
+            )
+
+    # Held back while days:7 is the newest threshold. The 3-day reminder
+    # ends the acknowledgement, and 4 hours later the alert escalates.
+    assert found == [(0, 0), (1, 0), (0, 1)]
+
+
+@pytest.mark.parametrize("outage", [False, True], ids=["served", "outage"])
+def test_escalation_item_describes_certificate(
+    sessions: sessionmaker[Session], outage: bool
+) -> None:
+    leaf = one_year_leaf(dns_names=["www.example.test"])
+    with sessions() as session:
+        add_contact(session, "default", "email:ops@example.test")
+        add_contact(session, "default", "email:boss@example.test", escalation=True)
+        endpoint_id = add_endpoint(session, "www.example.test")
+        at = before_expiry(5)
+        scan(session, endpoint_id, "www.example.test", [("192.0.2.1", leaf)], at)
+        evaluate(session, at)
+        # During an outage, one failed scan keeps the expiry alert open
+        # without an incident, so its facts come from the store.
+        later = at + timedelta(hours=5)
+        served = None if outage else leaf
+        scan(session, endpoint_id, "www.example.test", [("192.0.2.1", served)], later)
+        [escalation] = escalations(evaluate(session, later))
+
+    [item] = items(escalation)
+    assert item["finding_code"] == "expiring_soon"
+    assert item["names"] == ["www.example.test"]
+    assert item["not_after"] == NOT_AFTER.isoformat()
+    assert item["days_left"] == 4
+    subject = render_subject(notice_from_json(escalation))
+    assert "no readable expiry date" not in subject
+    assert "www.example.test" in subject
+
+
+def test_flapping_certificate_resolved_after_renewal(
+    sessions: sessionmaker[Session],
+) -> None:
+    old = one_year_leaf()
+    new = one_year_leaf(NOT_AFTER + timedelta(days=365))
+    with sessions() as session:
+        add_contact(session, "default", "email:ops@example.test")
+        endpoint_id = add_endpoint(session, "www.example.test")
+        heard = []
+        for days, leaf in ((10, old), (9.9, new), (9.8, old), (6.5, old), (6.4, new)):
+            at = before_expiry(days)
+            scan(session, endpoint_id, "www.example.test", [("192.0.2.1", leaf)], at)
+            heard.append((days, [items(n)[0]["event"] for n in evaluate(session, at)]))
+
+    assert heard == [
+        (10, ["expiring"]),
+        (9.9, ["resolved"]),
+        (9.8, []),
+        (6.5, ["expiring"]),
+        (6.4, ["resolved"]),
+    ]
+
+
+def test_resolved_file_has_new_expiry(sessions: sessionmaker[Session]) -> None:
+    old = one_year_leaf()
+    new = one_year_leaf(NOT_AFTER + timedelta(days=365))
+    path = "/etc/ssl/site.pem"
+    with sessions() as session:
+        add_contact(session, "default", "email:ops@example.test")
+        source_id = upsert_file_source(session, path, now=START).record.id
+        session.commit()
+        notices = []
+        for days, leaf in ((10, old), (9, new)):
+            at = before_expiry(days)
+            completed = CompletedScan(
+                at, (file_result(path, 0, leaf.der),), file_source_id=source_id
+            )
+            record_observations(session, [completed])
+            session.commit()
+            notices.extend(evaluate(session, at))
+
+    resolved = items(notices[-1])[0]
+    assert resolved["event"] == "resolved"
+    assert resolved["new_fingerprint"] == new.sha256
+    assert resolved["new_not_after"] == (NOT_AFTER + timedelta(days=365)).isoformat()
+
+
+def test_snooze_end_sends_one_catch_up(sessions: sessionmaker[Session]) -> None:
+    leaf = one_year_leaf()
+    with sessions() as session:
+        add_contact(session, "default", "email:ops@example.test")
+        endpoint_id = add_endpoint(session, "www.example.test")
+        at = before_expiry(20)
+        scan(session, endpoint_id, "www.example.test", [("192.0.2.1", leaf)], at)
+        evaluate(session, at)
+        alert = session.scalars(select(AlertRow)).one()
+        alert.acknowledged_until = before_expiry(2.5)
+        alert.acknowledged_by = "ops@example.test"
+        session.commit()
+
+        sent = []
+        for days in (13.5, 6.5, 2.9, 2.4, 2.3):
+            at = before_expiry(days)
+            scan(session, endpoint_id, "www.example.test", [("192.0.2.1", leaf)], at)
+            notices = [n for n in evaluate(session, at) if not escalations([n])]
+            sent.append((days, len(notices)))
+        recorded = set(session.scalars(select(AlertThresholdRow.threshold)))
+
+    # The 14-, 7- and 3-day reminders fell in the snooze: one reminder when
+    # it ends, and nothing more.
+    assert sent == [(13.5, 0), (6.5, 0), (2.9, 0), (2.4, 1), (2.3, 0)]
+    assert recorded == {"window", "days:14", "days:7", "days:3"}
+
+
+def test_places_with_different_schedules_unite(
+    sessions: sessionmaker[Session],
+) -> None:
+    leaf = one_year_leaf()
+    with sessions() as session:
+        add_contact(session, "default", "email:ops@example.test")
+        www = add_endpoint(session, "www.example.test")
+        alt = add_endpoint(session, "alt.example.test")
+        set_schedule(session, www, "10")
+        set_schedule(session, alt, "20,15")
+        counts = []
+        for days in (25, 19.5, 14.5, 9.5, 8):
+            at = before_expiry(days)
+            scan(session, www, "www.example.test", [("192.0.2.1", leaf)], at)
+            scan(session, alt, "alt.example.test", [("192.0.2.2", leaf)], at)
+            counts.append((days, len(evaluate(session, at))))
+
+    # The window, then 20 and 15 days from one schedule, 10 from the other.
+    assert counts == [(25, 1), (19.5, 1), (14.5, 1), (9.5, 1), (8, 0)]
+
+
+def test_unreachable_without_error_quotes_finding(
+    sessions: sessionmaker[Session],
+) -> None:
+    target = endpoint("mail.example.test")
+    answered = Result(
+        target=target.target,
+        status=Status.UNKNOWN,
+        host=target.host,
+        port=target.port,
+        server_name=target.server_name,
+        address="192.0.2.25",
+        protocol=target.protocol,
+        findings=(
+            Finding("no_certificate", Severity.CRITICAL, "The server replied: 554."),
+        ),
+    )
+    with sessions() as session:
+        add_contact(session, "default", "email:ops@example.test")
+        endpoint_id = add_endpoint(session, "mail.example.test")
+        for hours in (0, 1):
+            at = START + timedelta(hours=hours)
+            completed = CompletedScan(at, (answered,), endpoint_id=endpoint_id)
+            record_observations(session, [completed])
+            session.execute(
+                EndpointRow.__table__.update()  # type: ignore[attr-defined]
+                .where(EndpointRow.id == endpoint_id)
+                .values(consecutive_failures=EndpointRow.consecutive_failures + 1)
+            )
+            session.commit()
+        evaluate(session, START + timedelta(hours=1))
+        alert = session.scalars(select(AlertRow)).one()
+
+    assert alert.code == "unreachable"
+    assert "The server replied: 554." in alert.message
+    assert "no certificate was obtained" not in alert.message

@@ -15,8 +15,14 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from certwatch.alerts.change_notices import change_entries
 from certwatch.alerts.digest import Rescan, send_digests
-from certwatch.alerts.evaluate import AlertSettings, EvaluationReport, evaluate_alerts
+from certwatch.alerts.evaluate import (
+    AlertSettings,
+    EvaluationReport,
+    evaluate_alerts,
+    lock_alerting,
+)
 from certwatch.alerts.outbox import DeliveryReport, deliver_due
 from certwatch.alerts.settings import DeliverySettings
 
@@ -44,18 +50,31 @@ def alert_after_cycle(
 ) -> AlertingReport:
     """Evaluate the alerts and commit them with their messages, then deliver.
 
-    With `digest_every`, the teams whose digest is due get one, after
-    `rescan` scanned again what it would list. With `evaluate` false only
-    the messages already due are delivered, such as retries.
+    The evaluation also reports the certificate changes the scans recorded
+    since the last one, as `changed` items in each team's message. With
+    `digest_every`, the teams whose digest is due get one, after `rescan`
+    scanned again what it would list. With `evaluate` false only the
+    messages already due are delivered, such as retries.
     """
     evaluation = EvaluationReport()
     if evaluate:
         with sessions() as session, session.begin():
-            evaluation = evaluate_alerts(session, now=now_fn(), settings=settings)
+            now = now_fn()
+            # Taken before the changes are read, so two processes never
+            # both report the same change.
+            lock_alerting(session)
+            changes = change_entries(session, now=now)
+            evaluation = evaluate_alerts(
+                session, now=now, settings=settings, extra_entries=changes
+            )
     digests = 0
     if digest_every is not None:
         digests = send_digests(
-            sessions, now_fn=now_fn, interval=digest_every, rescan=rescan
+            sessions,
+            now_fn=now_fn,
+            interval=digest_every,
+            rescan=rescan,
+            thresholds=settings.thresholds,
         )
     delivered = deliver_due(sessions, settings=delivery, now_fn=now_fn)
     return AlertingReport(evaluation, delivered, digests)

@@ -6,13 +6,15 @@ and compares them with the alerts stored before:
 
 - an incident that crossed a threshold not recorded yet gets one reminder,
   and every threshold it crossed is recorded, so a missed cycle sends the
-  overdue reminder once and a repeated evaluation sends nothing;
-- an alert whose incident is gone is resolved, with one `resolved` message
-  when the team had heard of it. An expiry alert stays open while a place
-  that served the certificate cannot be scanned, because an outage proves
-  nothing about a renewal;
-- a critical alert that no contact acknowledged in time goes to the
-  escalation contacts too.
+  overdue reminder once and a repeated evaluation sends nothing. While an
+  acknowledgement holds, or while the team has no contact that receives
+  alerts, nothing is recorded, so the newest threshold is sent once later;
+- an alert whose incident is gone is resolved, with a `resolved` message
+  when the team heard of it since its last `resolved` message. An expiry
+  alert stays open while a place that served the certificate cannot be
+  scanned, because an outage proves nothing about a renewal;
+- a critical alert that no contact acknowledged in time after it became
+  critical goes to the escalation contacts too.
 
 Everything new for a team becomes one `Notice`, most urgent first, queued in
 the outbox in the caller's transaction. The caller commits, then delivers.
@@ -23,11 +25,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
@@ -40,11 +42,18 @@ from certwatch.alerts.policy import (
     ReminderSchedule,
     ScheduleError,
     expiry_thresholds,
+    merge_schedules,
     newest_unsent,
     parse_schedule,
 )
 from certwatch.monitor.settings import SettingsError, parse_duration
+from certwatch.store.alerts import (
+    alert_thresholds,
+    newest_threshold,
+    teams_with_recipients,
+)
 from certwatch.store.chunks import chunked
+from certwatch.store.deployments import serves_leaf
 from certwatch.store.models import (
     AlertRow,
     AlertThresholdRow,
@@ -63,6 +72,9 @@ from certwatch.x509.model import CertificateFacts, Severity, Thresholds
 
 logger = logging.getLogger(__name__)
 
+STARTTLS_NOT_OFFERED = "starttls_not_offered"
+"""The finding of a server that replies but no longer offers STARTTLS."""
+
 # A self-signed leaf fails trust as an unknown root does, so it alerts too.
 ALERTED_FINDINGS = (
     "hostname_mismatch",
@@ -71,11 +83,12 @@ ALERTED_FINDINGS = (
     "incomplete_chain",
     "chain_expired",
     "chain_expiring",
+    STARTTLS_NOT_OFFERED,
 )
 """The finding codes, besides expiry and stale deployments, that alert a team."""
 
 RESOLVED = "resolved"
-"""The threshold recorded once the resolved message of an alert was queued."""
+"""The threshold recorded when the latest resolved message of an alert was queued."""
 
 UNREACHABLE = "unreachable"
 """The code of an alert for an endpoint that failed several scans in a row."""
@@ -211,12 +224,19 @@ def lock_alerting(session: Session) -> None:
 
 
 def evaluate_alerts(
-    session: Session, *, now: datetime, settings: AlertSettings
+    session: Session,
+    *,
+    now: datetime,
+    settings: AlertSettings,
+    extra_entries: Mapping[int, Sequence[tuple[str, NoticeItem]]] | None = None,
 ) -> EvaluationReport:
     """Compare the incidents the latest scans show with the stored alerts.
 
     Records alerts, thresholds and outbox messages in the caller's
-    transaction; nothing is committed or sent here.
+    transaction; nothing is committed or sent here. `extra_entries` maps a
+    team id to further items, each with a label for the idempotency key,
+    that join the team's message of this evaluation (such as `changed`
+    items).
     """
     lock_alerting(session)
     report = EvaluationReport()
@@ -231,57 +251,71 @@ def evaluate_alerts(
         (row.team_id, row.identity): row for row in session.scalars(select(AlertRow))
     }
     sent = _sent_thresholds(session)
+    teams = {team.id: team for team in session.scalars(select(TeamRow))}
+    reachable = teams_with_recipients(session)
+    held_back: Counter[int] = Counter()
 
     items: defaultdict[int, list[tuple[str, NoticeItem]]] = defaultdict(list)
-    seen: set[tuple[int, str]] = set()
+    current: dict[tuple[int, str], Incident] = {}
     for incident in incidents:
         key = (incident.team_id, incident.identity)
-        if key in seen:
+        if key in current:
             continue
-        seen.add(key)
+        current[key] = incident
         row = stored.get(key)
         if row is None or row.resolved_at is not None:
             report.opened += 1
         row = _upsert_alert(session, row, incident, now)
-        crossed_before = sent.get(row.id, set())
-        newest = newest_unsent(incident.thresholds, crossed_before - {RESOLVED})
+        crossed_before = sent.get(row.id, {})
+        newest = newest_unsent(incident.thresholds, set(crossed_before) - {RESOLVED})
         if newest is None:
             continue
-        _record_thresholds(session, row, incident.thresholds, crossed_before, now)
+        # Thresholds stay unrecorded while the reminder is held back, so the
+        # newest one crossed meanwhile is sent once when that ends.
         if _acknowledged(row, now, newest):
             continue
+        if incident.team_id not in reachable:
+            held_back[incident.team_id] += 1
+            continue
+        _record_thresholds(session, row, incident.thresholds, crossed_before, now)
+        # The new reminder ends an acknowledgement until the next threshold.
+        # `acknowledged_by` and a past `acknowledged_until` stay, so the
+        # escalation clock can restart when the acknowledgement ended.
         row.acknowledged_threshold = None
         report.reminded += 1
         item = _item(incident, row.id)
         items[incident.team_id].append((f"{row.identity}@{newest}", item))
 
     for key, row in stored.items():
-        if key in seen or row.resolved_at is not None:
+        if key in current or row.resolved_at is not None:
             continue
         if not _can_resolve(session, row):
             continue
         row.resolved_at = now
         row.updated_at = now
         report.resolved += 1
-        recorded = sent.get(row.id, set())
-        # One resolved message per alert: a certificate that alternates with
-        # its successor reopens the alert without a second one. An alert
-        # whose places moved to another team, still serving the certificate,
-        # ends without one: nothing was fixed.
-        if recorded and RESOLVED not in recorded and not _still_served(session, row):
-            session.add(
-                AlertThresholdRow(alert_id=row.id, threshold=RESOLVED, crossed_at=now)
-            )
-            resolved = _resolved_item(session, row)
-            items[row.team_id].append((f"{row.identity}@resolved", resolved))
+        recorded = sent.get(row.id, {})
+        # An alert whose places moved to another team, still serving the
+        # certificate, ends without a resolved message: nothing was fixed.
+        if not _owes_resolved(recorded) or _still_served(session, row):
+            continue
+        if row.team_id not in reachable:
+            held_back[row.team_id] += 1
+            continue
+        _record_resolved(session, row, recorded, now)
+        resolved = _resolved_item(session, row)
+        label = f"{row.identity}@resolved@{_newest_reminder(recorded)}"
+        items[row.team_id].append((label, resolved))
 
-    teams = {team.id: team for team in session.scalars(select(TeamRow))}
+    for team_id, extra in (extra_entries or {}).items():
+        items[team_id].extend(extra)
     for team_id, entries in items.items():
         notice = _notice(teams[team_id].name, entries, now, prefix="alert")
         report.notices += 1
         report.queued += enqueue(session, team_id=team_id, notice=notice, now=now)
+    _log_held_back(teams, held_back)
 
-    report.escalated += _escalate(session, teams, now, settings, report)
+    report.escalated += _escalate(session, teams, now, settings, report, current)
     session.flush()
     logger.info(
         "alerts evaluated: %d opened, %d reminders, %d resolved, %d escalated, "
@@ -314,28 +348,35 @@ def _expiry_incidents(
         ]
         for item in stale
     }
-    grouped: dict[tuple[int, str], Incident] = {}
+    grouped: defaultdict[tuple[int, str], list[_Served]] = defaultdict(list)
     for served in _served_leaves(session, now, settings.thresholds):
+        grouped[(served.team_id, served.sha256)].append(served)
+
+    incidents = []
+    for key, places in grouped.items():
+        served = places[0]
         facts = CertificateFacts(
             der=b"",
             sha256=served.sha256,
             not_before=served.not_before,
             not_after=served.not_after,
         )
-        schedule = _schedule(served.schedule_text) or schedules.get(
-            served.team_id, DEFAULT_SCHEDULE
+        # Places may follow different schedules: the certificate gets the
+        # reminders of each, so no place's schedule is dropped.
+        schedule = merge_schedules(
+            _schedule(place.schedule_text)
+            or schedules.get(place.team_id, DEFAULT_SCHEDULE)
+            for place in places
         )
         windows = expiry_windows(facts, settings.thresholds)
         crossed = expiry_thresholds(facts, now, windows, schedule)
         severity = expiry_severity(facts, now, windows)
         if not crossed or severity is None or served.not_after is None:
             continue
-        key = (served.team_id, served.sha256)
-        incident = grouped.get(key)
-        if incident is None:
-            expired = served.not_after < now
-            left = days_left(served.not_after, now)
-            incident = Incident(
+        expired = served.not_after < now
+        left = days_left(served.not_after, now)
+        incidents.append(
+            Incident(
                 team_id=served.team_id,
                 identity=f"expiry:{served.sha256}",
                 event=EventKind.EXPIRED if expired else EventKind.EXPIRING,
@@ -343,18 +384,15 @@ def _expiry_incidents(
                 severity=severity,
                 message=_expiry_message(served.not_after, now, left),
                 thresholds=crossed,
+                places=[place.place for place in places],
                 certificate_sha256=served.sha256,
                 names=served.names,
                 not_after=served.not_after,
                 days_left=left,
                 stale_places=stale_places.get(key, []),
             )
-            grouped[key] = incident
-        elif len(crossed) > len(incident.thresholds):
-            # Places may follow different schedules; the fuller list wins.
-            incident.thresholds = crossed
-        incident.places.append(served.place)
-    return list(grouped.values())
+        )
+    return incidents
 
 
 def _expiry_message(not_after: datetime, now: datetime, left: int) -> str:
@@ -449,10 +487,56 @@ def _finding_incidents(session: Session) -> list[Incident]:
             )
             grouped[key] = incident
         incident.places.append(PlaceRef(target, address, endpoint_id=endpoint_id))
+    _name_certificates(session, list(grouped.values()))
     return list(grouped.values())
 
 
+def _name_certificates(session: Session, incidents: Sequence[Incident]) -> None:
+    """Give finding incidents the names and expiry of their certificate.
+
+    A message about a self-signed or misnamed certificate then says which
+    certificate it is. A certificate without subject alternative names is
+    named by its subject's common name.
+    """
+    wanted = {i.certificate_sha256 for i in incidents if i.certificate_sha256}
+    if not wanted:
+        return
+    rows = session.execute(
+        select(
+            CertificateRow.sha256,
+            CertificateRow.dns_names,
+            CertificateRow.ip_addresses,
+            CertificateRow.common_name,
+            CertificateRow.not_after,
+        ).where(CertificateRow.sha256.in_(sorted(wanted)))
+    ).all()
+    facts = {row.sha256: row for row in rows}
+    for incident in incidents:
+        row = facts.get(incident.certificate_sha256 or "")
+        if row is None:
+            continue
+        names = (*(row.dns_names or ()), *(row.ip_addresses or ()))
+        if not names and row.common_name:
+            names = (row.common_name,)
+        incident.names = names
+        incident.not_after = row.not_after
+
+
 def _unreachable_incidents(session: Session, settings: AlertSettings) -> list[Incident]:
+    """Collect the endpoints that failed the configured number of scans in a row.
+
+    An endpoint whose latest scan found `starttls_not_offered` is left out:
+    it replied, and its finding alerts with the server's reply.
+    """
+    refusing = (
+        select(ObservationRow.endpoint_id)
+        .join(FindingRow, FindingRow.observation_id == ObservationRow.id)
+        .where(
+            ObservationRow.latest.is_(True),
+            ObservationRow.endpoint_id.is_not(None),
+            FindingRow.code == STARTTLS_NOT_OFFERED,
+        )
+    )
     rows = session.execute(
         select(
             EndpointRow.team_id,
@@ -462,6 +546,7 @@ def _unreachable_incidents(session: Session, settings: AlertSettings) -> list[In
         ).where(
             EndpointRow.enabled.is_(True),
             EndpointRow.consecutive_failures >= settings.unreachable_after,
+            EndpointRow.id.not_in(refusing),
         )
     ).all()
     errors = _latest_errors(session, [row.id for row in rows])
@@ -488,20 +573,49 @@ def _unreachable_incidents(session: Session, settings: AlertSettings) -> list[In
 
 
 def _latest_errors(session: Session, endpoint_ids: Sequence[int]) -> dict[int, str]:
-    """Return the error message of the latest scan of each given endpoint."""
+    """Return why the latest scan of each given endpoint obtained no certificate.
+
+    That is the scan's error message or, for a scan that recorded none,
+    the message of its first finding, which quotes what the server
+    replied. An endpoint with neither is left out.
+    """
     errors: dict[int, str] = {}
     for chunk in chunked(endpoint_ids):
         rows = session.execute(
-            select(ObservationRow.endpoint_id, ObservationRow.error_message).where(
+            select(ObservationRow.endpoint_id, ObservationRow.error_message)
+            .where(
                 ObservationRow.endpoint_id.in_(chunk),
                 ObservationRow.latest.is_(True),
-                ObservationRow.error_message.is_not(None),
             )
+            .order_by(ObservationRow.id)
         )
         for endpoint_id, message in rows:
-            if endpoint_id is not None and message is not None:
-                errors[endpoint_id] = message
+            if endpoint_id is not None and message:
+                errors.setdefault(endpoint_id, message)
+        missing = [endpoint_id for endpoint_id in chunk if endpoint_id not in errors]
+        if missing:
+            errors.update(_latest_finding_messages(session, missing))
     return errors
+
+
+def _latest_finding_messages(
+    session: Session, endpoint_ids: Sequence[int]
+) -> dict[int, str]:
+    """Return the first finding's message of the latest scans of each endpoint."""
+    rows = session.execute(
+        select(ObservationRow.endpoint_id, FindingRow.message)
+        .join(FindingRow, FindingRow.observation_id == ObservationRow.id)
+        .where(
+            ObservationRow.endpoint_id.in_(endpoint_ids),
+            ObservationRow.latest.is_(True),
+        )
+        .order_by(ObservationRow.id, FindingRow.position)
+    )
+    messages: dict[int, str] = {}
+    for endpoint_id, message in rows:
+        if endpoint_id is not None and message:
+            messages.setdefault(endpoint_id, message)
+    return messages
 
 
 @dataclass(frozen=True)
@@ -626,12 +740,17 @@ def _endpoint_teams(session: Session, ids: set[int]) -> dict[int, int]:
 # --- Alerts in the store -----------------------------------------------------
 
 
-def _sent_thresholds(session: Session) -> dict[int, set[str]]:
-    sent: defaultdict[int, set[str]] = defaultdict(set)
-    for alert_id, threshold in session.execute(
-        select(AlertThresholdRow.alert_id, AlertThresholdRow.threshold)
+def _sent_thresholds(session: Session) -> dict[int, dict[str, datetime]]:
+    """Return the recorded thresholds of every alert, each with when it was crossed."""
+    sent: defaultdict[int, dict[str, datetime]] = defaultdict(dict)
+    for alert_id, threshold, crossed_at in session.execute(
+        select(
+            AlertThresholdRow.alert_id,
+            AlertThresholdRow.threshold,
+            AlertThresholdRow.crossed_at,
+        )
     ):
-        sent[alert_id].add(threshold)
+        sent[alert_id][threshold] = crossed_at
     return dict(sent)
 
 
@@ -667,7 +786,7 @@ def _record_thresholds(
     session: Session,
     row: AlertRow,
     crossed: Sequence[str],
-    sent: set[str],
+    sent: Mapping[str, datetime],
     now: datetime,
 ) -> None:
     for threshold in crossed:
@@ -677,12 +796,67 @@ def _record_thresholds(
             )
 
 
-def _acknowledged(row: AlertRow, now: datetime, newest: str) -> bool:
-    """Tell whether an acknowledgement holds back the reminder for `newest`."""
+def _acknowledged(row: AlertRow, now: datetime, newest: str | None) -> bool:
+    """Tell whether an acknowledgement is in effect while `newest` is the newest one.
+
+    An acknowledgement is in effect until its `until` time, or, given without one,
+    while the threshold it acknowledged is still the newest one crossed.
+    """
     if row.acknowledged_until is not None and now < row.acknowledged_until:
         return True
-    # Acknowledged "until the next threshold": a new one ends it.
-    return row.acknowledged_threshold == newest
+    return (
+        row.acknowledged_threshold is not None and row.acknowledged_threshold == newest
+    )
+
+
+def _owes_resolved(recorded: Mapping[str, datetime]) -> bool:
+    """Tell whether the team heard of an alert since its last resolved message.
+
+    A certificate that alternates with its successor reopens its alert.
+    When a reminder went out after the first resolved message, the team
+    believes the certificate is expiring again, so it gets another
+    resolved message once the alert resolves again.
+    """
+    reminders = [at for threshold, at in recorded.items() if threshold != RESOLVED]
+    if not reminders:
+        return False
+    resolved_at = recorded.get(RESOLVED)
+    return resolved_at is None or max(reminders) > resolved_at
+
+
+def _newest_reminder(recorded: Mapping[str, datetime]) -> str:
+    """Return the threshold recorded last, for a key that changes with each reminder."""
+    reminders = {t: at for t, at in recorded.items() if t != RESOLVED}
+    return max(reminders, key=lambda threshold: (reminders[threshold], threshold))
+
+
+def _record_resolved(
+    session: Session, row: AlertRow, recorded: Mapping[str, datetime], now: datetime
+) -> None:
+    """Record when the resolved message was queued, replacing an earlier time."""
+    if RESOLVED not in recorded:
+        session.add(
+            AlertThresholdRow(alert_id=row.id, threshold=RESOLVED, crossed_at=now)
+        )
+        return
+    previous = session.get(AlertThresholdRow, (row.id, RESOLVED))
+    assert previous is not None
+    previous.crossed_at = now
+
+
+def _log_held_back(teams: Mapping[int, TeamRow], held_back: Counter[int]) -> None:
+    """Log each team whose alerts were not sent because no contact receives them."""
+    for team_id, count in sorted(held_back.items()):
+        name = teams[team_id].name
+        logger.error(
+            "Team %s has no contact that receives alerts, so %d alert message(s) "
+            "for it were not sent: add one with 'certwatch contact add %s "
+            "email:ADDRESS' (or webhook:, slack:, teams:), and the next cycle "
+            "sends them.",
+            name,
+            count,
+            name,
+        )
 
 
 def _can_resolve(session: Session, row: AlertRow) -> bool:
@@ -712,24 +886,9 @@ def _still_served(session: Session, row: AlertRow) -> bool:
     """Tell whether an expiry alert's certificate is still a leaf at its places."""
     if not row.identity.startswith("expiry:") or row.certificate_sha256 is None:
         return False
-    ids = {p["endpoint_id"] for p in row.places if p.get("endpoint_id") is not None}
-    if not ids:
-        return False
-    found = session.scalar(
-        select(ObservationRow.id)
-        .join(
-            ObservationCertificateRow,
-            ObservationCertificateRow.observation_id == ObservationRow.id,
-        )
-        .where(
-            ObservationRow.endpoint_id.in_(ids),
-            ObservationRow.latest.is_(True),
-            ObservationCertificateRow.position == 0,
-            ObservationCertificateRow.certificate_sha256 == row.certificate_sha256,
-        )
-        .limit(1)
-    )
-    return found is not None
+    # The JSON column is typed as text, but places store endpoint ids as numbers.
+    ids = {cast(int, p["endpoint_id"]) for p in row.places if p.get("endpoint_id")}
+    return serves_leaf(session, ids, row.certificate_sha256)
 
 
 def _resolved_item(session: Session, row: AlertRow) -> NoticeItem:
@@ -760,10 +919,12 @@ def _resolved_item(session: Session, row: AlertRow) -> NoticeItem:
 def _successor(
     session: Session, places: Sequence[PlaceRef], old_sha: str | None
 ) -> tuple[str | None, datetime | None]:
-    """Return the leaf served now at the first of `places` that serves another."""
+    """Return the certificate found now at the first of `places` that has another.
+
+    At an endpoint address that is the leaf it serves. In a certificate
+    file it is the first certificate of the file, in the order read.
+    """
     for place in places:
-        if place.endpoint_id is None:
-            continue
         query = (
             select(CertificateRow.sha256, CertificateRow.not_after)
             .join(
@@ -775,13 +936,21 @@ def _successor(
                 ObservationRow.id == ObservationCertificateRow.observation_id,
             )
             .where(
-                ObservationRow.endpoint_id == place.endpoint_id,
                 ObservationRow.latest.is_(True),
                 ObservationCertificateRow.position == 0,
             )
+            .order_by(ObservationRow.id)
         )
-        if place.address is not None:
-            query = query.where(ObservationRow.address == place.address)
+        if place.endpoint_id is not None:
+            query = query.where(ObservationRow.endpoint_id == place.endpoint_id)
+            if place.address is not None:
+                query = query.where(ObservationRow.address == place.address)
+        elif place.file_source_id is not None:
+            query = query.where(ObservationRow.file_source_id == place.file_source_id)
+            if place.path is not None:
+                query = query.where(ObservationRow.path == place.path)
+        else:
+            continue
         for sha, not_after in session.execute(query):
             if sha != old_sha:
                 return sha, not_after
@@ -794,8 +963,13 @@ def _escalate(
     now: datetime,
     settings: AlertSettings,
     report: EvaluationReport,
+    current: Mapping[tuple[int, str], Incident],
 ) -> int:
-    """Queue the unacknowledged, overdue critical alerts to escalation contacts."""
+    """Queue the unacknowledged, overdue critical alerts to escalation contacts.
+
+    `current` maps each alert's team and identity to its incident in the
+    latest scans; an alert kept open by an outage has none.
+    """
     rows = session.scalars(
         select(AlertRow).where(
             AlertRow.resolved_at.is_(None),
@@ -811,17 +985,28 @@ def _escalate(
             if team.escalate_after_seconds
             else settings.escalate_after
         )
-        acknowledged = (
-            row.acknowledged_by is not None
-            or row.acknowledged_threshold is not None
-            or (row.acknowledged_until is not None and now < row.acknowledged_until)
+        incident = current.get((row.team_id, row.identity))
+        newest = (
+            incident.thresholds[-1]
+            if incident is not None
+            else newest_threshold(session, row.id)
         )
-        if not acknowledged and now - row.opened_at >= after:
+        if _acknowledged(row, now, newest):
+            continue
+        if now - _escalation_start(session, row, settings.thresholds) >= after:
             by_team[row.team_id].append(row)
 
     escalated = 0
     for team_id, alerts in by_team.items():
-        entries = [(f"{row.identity}@escalation", _stored_item(row)) for row in alerts]
+        entries = [
+            (
+                f"{row.identity}@escalation",
+                _escalation_item(
+                    session, row, current.get((row.team_id, row.identity)), now
+                ),
+            )
+            for row in alerts
+        ]
         notice = _notice(teams[team_id].name, entries, now, prefix="escalation")
         queued = enqueue(
             session, team_id=team_id, notice=notice, now=now, escalation=True
@@ -834,12 +1019,89 @@ def _escalate(
     return escalated
 
 
-def _stored_item(row: AlertRow) -> NoticeItem:
+def _escalation_start(
+    session: Session, row: AlertRow, thresholds: Thresholds
+) -> datetime:
+    """Return when the escalation clock of an unacknowledged critical alert starts.
+
+    It starts when the team was sent the alert as a critical one, and restarts
+    when an acknowledgement ended: at its `until` time, or at the newest
+    reminder, which ended an acknowledgement until the next threshold.
+    """
+    recorded = alert_thresholds(session, row.id)
+    recorded.pop(RESOLVED, None)
+    start = _critical_since(session, row, thresholds, recorded)
+    if row.acknowledged_by is None and row.acknowledged_until is None:
+        return start
+    ended = [start, *recorded.values()]
+    if row.acknowledged_until is not None:
+        ended.append(row.acknowledged_until)
+    return max(ended)
+
+
+def _critical_since(
+    session: Session,
+    row: AlertRow,
+    thresholds: Thresholds,
+    recorded: Mapping[str, datetime],
+) -> datetime:
+    """Return when the team was first sent an alert as a critical one.
+
+    That is the first threshold recorded since the certificate entered its
+    critical window for an expiry, and the first recorded threshold for
+    other findings, whose severity comes with their code. Without such a
+    threshold (the team had no contact, or no reminder point lies between
+    the critical window and now) an expiry counts from the start of its
+    critical window. A reopened alert never counts from before it reopened.
+    """
+    certificate = (
+        session.get(CertificateRow, row.certificate_sha256)
+        if row.identity.startswith("expiry:") and row.certificate_sha256
+        else None
+    )
+    if certificate is None or certificate.not_after is None:
+        reminded = list(recorded.values())
+        return max(row.opened_at, min(reminded)) if reminded else row.opened_at
+
+    facts = CertificateFacts(
+        der=b"",
+        sha256=certificate.sha256,
+        not_before=certificate.not_before,
+        not_after=certificate.not_after,
+    )
+    critical_start = certificate.not_after - expiry_windows(facts, thresholds).critical
+    reminded = [at for at in recorded.values() if at >= critical_start]
+    return max(row.opened_at, min(reminded) if reminded else critical_start)
+
+
+def _escalation_item(
+    session: Session, row: AlertRow, incident: Incident | None, now: datetime
+) -> NoticeItem:
+    """Describe an escalated alert as its reminders do.
+
+    An alert kept open by an outage has no incident in the latest scans,
+    so its certificate's names and expiry are read from the store.
+    """
+    if incident is not None:
+        return _item(incident, row.id)
+    certificate = (
+        session.get(CertificateRow, row.certificate_sha256)
+        if row.certificate_sha256
+        else None
+    )
+    names: tuple[str, ...] = ()
+    not_after = None
+    if certificate is not None:
+        names = (*certificate.dns_names, *certificate.ip_addresses)
+        not_after = certificate.not_after
     return NoticeItem(
         event=EventKind(row.event),
         severity=Severity[row.severity.upper()],
         message=row.message,
+        names=names,
         fingerprint=row.certificate_sha256,
+        not_after=not_after,
+        days_left=None if not_after is None else days_left(not_after, now),
         places=tuple(PlaceRef.from_document(p).place() for p in row.places),
         finding_code=row.code,
         alert_id=row.id,

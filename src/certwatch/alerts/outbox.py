@@ -30,7 +30,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -74,6 +74,9 @@ CONTACT_FAILURE_LIMIT = 5
 
 CONTACT_FAILING = "contact_failing"
 """The finding code of the notice sent when a contact stops receiving alerts."""
+
+CONTACT_FAILING_KEY = "contact-failing"
+"""The start of the notice key of that notice."""
 
 
 class DeliveryState(enum.StrEnum):
@@ -173,9 +176,19 @@ def enqueue(
     escalation contacts when `escalation` is set, the other contacts when
     it is not. A contact that already has a row with the notice's key is
     skipped, so deciding the same alert again after a crash adds nothing.
-    The caller commits.
+    A notice that no contact receives is logged as an error, except an
+    escalation, because escalation contacts are optional. The caller commits.
     """
     contact_ids = healthy_contact_ids(session, team_id, escalation=escalation)
+    if not contact_ids and not escalation:
+        logger.error(
+            "Team %s has no contact that receives alerts, so message %s reaches "
+            "nobody: add one with 'certwatch contact add %s email:ADDRESS' (or "
+            "webhook:, slack:, teams:).",
+            notice.team,
+            notice.key,
+            notice.team,
+        )
     return len(_insert(session, team_id, contact_ids, notice, now=now, due_at=now))
 
 
@@ -399,12 +412,29 @@ def contact_failing_notice(
         finding_code=CONTACT_FAILING,
     )
     return Notice(
-        key=f"contact-failing-{contact_id}-{since:%Y%m%dT%H%M%S%fZ}",
+        key=f"{CONTACT_FAILING_KEY}-{contact_id}-{since:%Y%m%dT%H%M%S%fZ}",
         team=team,
         event=EventKind.PROBLEM,
         generated_at=since,
         items=(item,),
     )
+
+
+def withdraw_failing_notices(session: Session, contact_id: int) -> int:
+    """Delete the unsent notices telling a team that this contact fails.
+
+    A contact that works again would otherwise be reported as broken by
+    a notice recorded while it failed. Returns how many were deleted.
+    """
+    prefix = f"{CONTACT_FAILING_KEY}-{contact_id}-"
+    result = session.execute(
+        delete(OutboxRow).where(
+            OutboxRow.notice_key.startswith(prefix, autoescape=True),
+            OutboxRow.delivered_at.is_(None),
+            OutboxRow.failed_at.is_(None),
+        )
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 class _Sender:
@@ -513,10 +543,13 @@ class _Sender:
             )
         )
         if record_contact_success(session, claim.contact_id):
+            withdrawn = withdraw_failing_notices(session, claim.contact_id)
             logger.info(
-                "Contact %s of team %s works again and receives alerts",
+                "Contact %s of team %s works again and receives alerts; "
+                "withdrew %d unsent notices that said it failed",
                 contact.redacted(),
                 claim.team,
+                withdrawn,
             )
         return DeliveryAttempt(
             outbox_id=claim.outbox_id,
@@ -614,11 +647,12 @@ class _Sender:
         _insert(session, claim.team_id, others, notice, now=now, due_at=now)
         logger.warning(
             "Contact %s of team %s no longer receives alerts (%s); telling the "
-            "team's %d other contacts",
+            "team's %d other %s",
             contact.redacted(),
             claim.team,
             reason,
             len(others),
+            "contact" if len(others) == 1 else "contacts",
         )
 
     def _give_up_unreadable(self, claim: OutboxClaim, problem: str) -> None:

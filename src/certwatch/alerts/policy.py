@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -104,11 +105,7 @@ def parse_schedule(text: str) -> ReminderSchedule:
         raise ScheduleError(
             f"Invalid reminder schedule {text!r}: give at most {_MAX_POINTS} points."
         )
-    points = {_point(entry, text) for entry in entries}
-    ordered = sorted(
-        points, key=lambda p: (p.days is None, -(p.days or 0), -(p.share or 0))
-    )
-    return ReminderSchedule(tuple(ordered))
+    return _ordered_schedule({_point(entry, text) for entry in entries})
 
 
 def _point(entry: str, text: str) -> ReminderPoint:
@@ -167,6 +164,25 @@ def expiry_thresholds(
     if remaining < timedelta(0):
         crossed.append(f"expired:{now.date().isoformat()}")
     return crossed
+
+
+def merge_schedules(schedules: Iterable[ReminderSchedule]) -> ReminderSchedule:
+    """Combine schedules into one with every reminder point of each.
+
+    A certificate served at places with different schedules gets the
+    reminders of all of them; a point that several share counts once.
+    """
+    return _ordered_schedule(
+        {point for schedule in schedules for point in schedule.points}
+    )
+
+
+def _ordered_schedule(points: set[ReminderPoint]) -> ReminderSchedule:
+    """Sort points latest first: days by size, then shares by size."""
+    ordered = sorted(
+        points, key=lambda p: (p.days is None, -(p.days or 0), -(p.share or 0))
+    )
+    return ReminderSchedule(tuple(ordered))
 
 
 def newest_unsent(crossed: list[str], sent: set[str]) -> str | None:

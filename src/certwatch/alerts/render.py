@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -70,8 +71,9 @@ def render_message(notice: Notice, ack_url: AckUrl | None = None) -> RenderedMes
 def render_subject(notice: Notice) -> str:
     """Build a one-line subject stating what expires or changed, and when.
 
-    One item gives its headline. Several give their count and the headline
-    of the most urgent, as in "3 certificates need attention: ...".
+    One item gives its headline. Several give their count by what they
+    are and the headline of the most urgent, as in "2 certificates and 1
+    endpoint need attention: ...".
     """
     if not notice.items:
         subject = f"certwatch test message for team {clean(notice.team)}"
@@ -219,12 +221,48 @@ def shorten(text: str, limit: int) -> str:
 
 
 def _count_phrase(notice: Notice) -> str:
-    count = len(notice.items)
-    if notice.event is EventKind.RESOLVED:
-        return f"{count} alerts resolved"
-    if notice.event is EventKind.CHANGED:
-        return f"{count} certificates changed"
-    return f"{count} certificates need attention"
+    """Count the items by what they are, as in "2 certificates and 1 endpoint".
+
+    Items that need attention come first, then resolved and changed ones.
+    """
+    attention: Counter[str] = Counter()
+    resolved = changed = 0
+    for item in notice.items:
+        if item.event is EventKind.RESOLVED:
+            resolved += 1
+        elif item.event is EventKind.CHANGED:
+            changed += 1
+        else:
+            attention[_subject_noun(item)] += 1
+    parts = []
+    if attention:
+        counts = [_plural(attention[noun], noun) for noun in _NOUNS if attention[noun]]
+        verb = "needs" if attention.total() == 1 else "need"
+        parts.append(f"{_join(counts)} {verb} attention")
+    if resolved:
+        parts.append(f"{_plural(resolved, 'alert')} resolved")
+    if changed:
+        parts.append(f"{_plural(changed, 'certificate')} changed")
+    return ", ".join(parts)
+
+
+_NOUNS = ("certificate", "endpoint", "file", "problem")
+
+
+def _subject_noun(item: NoticeItem) -> str:
+    """Name what an item is about: a certificate, else its places' kind."""
+    if item.fingerprint or item.names:
+        return "certificate"
+    kinds = {place.kind for place in item.places}
+    if len(kinds) == 1:
+        return kinds.pop()
+    return "problem"
+
+
+def _join(phrases: list[str]) -> str:
+    if len(phrases) == 1:
+        return phrases[0]
+    return f"{', '.join(phrases[:-1])} and {phrases[-1]}"
 
 
 def _resolved_headline(item: NoticeItem, certificate: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import getpass
 import sys
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -38,6 +39,7 @@ from certwatch.commands.store import open_store
 from certwatch.report.console import stdout_console
 from certwatch.report.table import plain_text
 from certwatch.result import Status
+from certwatch.store.accounts import adopt_teams_without_members
 from certwatch.store.alerts import (
     AlertRecord,
     ContactRecord,
@@ -106,6 +108,7 @@ def team_add_command(
         update_team_settings(
             session, team_id, reminder_schedule=schedule, escalate_after=delay
         )
+        adopt_teams_without_members(session, now=datetime.now(UTC))
         summary = team_summaries(session, team_id)[0]
     verb = "Updated" if existed else "Added"
     click.echo(f"{verb} team {summary.name}: {_settings_text(summary)}.")
@@ -609,6 +612,19 @@ def _login_name() -> str | None:
         return None
 
 
+def _places_label(places: Sequence[Mapping[str, Any]]) -> str:
+    """Name the first place of an alert and count the others."""
+    if not places:
+        return "-"
+    first = places[0]
+    label = str(first.get("target") or first.get("path") or "?")
+    if first.get("address"):
+        label += f" at {first['address']}"
+    if len(places) > 1:
+        label += f" and {len(places) - 1} more"
+    return label
+
+
 def _print_alerts(alerts: list[AlertRecord], *, include_resolved: bool) -> None:
     table = Table(header_style="bold")
     table.add_column("ID", justify="right", no_wrap=True)
@@ -616,7 +632,7 @@ def _print_alerts(alerts: list[AlertRecord], *, include_resolved: bool) -> None:
     table.add_column("Severity", no_wrap=True)
     table.add_column("Code", overflow="fold")
     table.add_column("Message", overflow="fold")
-    table.add_column("Places", justify="right", no_wrap=True)
+    table.add_column("Places", overflow="fold")
     table.add_column("Opened (UTC)", no_wrap=True)
     table.add_column("Acknowledged", overflow="fold")
     if include_resolved:
@@ -628,7 +644,7 @@ def _print_alerts(alerts: list[AlertRecord], *, include_resolved: bool) -> None:
             Text(alert.severity),
             plain_text(alert.code),
             plain_text(alert.message),
-            Text(str(len(alert.places))),
+            plain_text(_places_label(alert.places)),
             Text(minute(alert.opened_at)),
             plain_text(_acknowledgement_text(alert)),
         ]

@@ -475,6 +475,33 @@ def healthy_contact_ids(
     return list(session.scalars(query.order_by(ContactRow.id)))
 
 
+def teams_with_recipients(session: Session) -> set[int]:
+    """Return the ids of the teams with a contact that receives their alerts.
+
+    Such a contact is neither an escalation contact nor marked unhealthy,
+    as in `healthy_contact_ids` with `escalation=False`.
+    """
+    return set(
+        session.scalars(
+            select(ContactRow.team_id)
+            .where(
+                ContactRow.unhealthy_since.is_(None), ContactRow.escalation.is_(False)
+            )
+            .distinct()
+        )
+    )
+
+
+def alert_thresholds(session: Session, alert_id: int) -> dict[str, datetime]:
+    """Return the recorded thresholds of an alert, each with when it was crossed."""
+    rows = session.execute(
+        select(AlertThresholdRow.threshold, AlertThresholdRow.crossed_at).where(
+            AlertThresholdRow.alert_id == alert_id
+        )
+    )
+    return {threshold: crossed_at for threshold, crossed_at in rows}
+
+
 def team_contact_ids(session: Session, team_id: int) -> list[int]:
     """Return the ids of all contacts of a team, unhealthy and escalation ones too."""
     return list(

@@ -9,6 +9,7 @@ removed, stops counting as a current place at the next scan.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -83,7 +84,9 @@ def deployments_now(
 
     `name` matches a DNS name or IP address listed in a certificate exactly,
     ignoring case, so `*.example.test` finds wildcard certificates only when
-    given as such.
+    given as such. A certificate without DNS or IP SAN entries matches its
+    subject CN instead, once `index_common_names` or the write that stored
+    it indexed the CN.
     """
     query = _deployments(_certificate_filter(sha256, name))
     return _load(session, query.having(current_flag() == 1))
@@ -201,6 +204,41 @@ def certificate_summaries(
         )
         summaries.extend(_summary(row) for row in rows)
     return summaries
+
+
+def certificates_named(session: Session, name: str) -> list[str]:
+    """Return the SHA-256 of every stored certificate indexed under `name`.
+
+    A certificate stays stored after the sources that showed it are removed,
+    so it can be found here without any deployment.
+    """
+    query = (
+        select(CertificateNameRow.certificate_sha256)
+        .where(CertificateNameRow.name == name.strip().rstrip(".").lower())
+        .order_by(CertificateNameRow.certificate_sha256)
+    )
+    return list(session.scalars(query))
+
+
+def serves_leaf(session: Session, endpoint_ids: Collection[int], sha256: str) -> bool:
+    """Tell whether the latest scan of one of the endpoints found `sha256` as leaf."""
+    if not endpoint_ids:
+        return False
+    found = session.scalar(
+        select(ObservationRow.id)
+        .join(
+            ObservationCertificateRow,
+            ObservationCertificateRow.observation_id == ObservationRow.id,
+        )
+        .where(
+            ObservationRow.endpoint_id.in_(endpoint_ids),
+            ObservationRow.latest.is_(True),
+            ObservationCertificateRow.position == 0,
+            ObservationCertificateRow.certificate_sha256 == sha256,
+        )
+        .limit(1)
+    )
+    return found is not None
 
 
 def certificate_der(session: Session, sha256: str) -> bytes | None:

@@ -37,9 +37,11 @@ async def deliver(
 
     With `ack_links`, an email gives each item of an open alert a link that
     acknowledges it, signed for this contact. A delivered notice is logged
-    at INFO level, a failure at WARNING level with the contact (redacted)
-    and the reason. Retrying is the caller's job, with the idempotency key
-    of `notice` unchanged.
+    at INFO level, a failure at WARNING level with the contact (redacted),
+    whether the failure is permanent or temporary, and the reason. Retrying
+    is the caller's job, with the idempotency key of `notice` unchanged, so
+    the caller logs whether it retries: the outbox retries temporary
+    failures of alerts, and a test message is never retried.
     """
     outcome = await _deliver_once(contact, notice, settings, ack_links)
     if outcome.delivered:
@@ -52,11 +54,11 @@ async def deliver(
         )
     else:
         logger.warning(
-            "Delivery of %s notice %s to %s failed (%s): %s",
+            "Delivery of %s notice %s to %s failed (%s failure): %s",
             notice.event.value,
             notice.key,
             contact.redacted(),
-            "permanent" if outcome.permanent else "will retry",
+            "permanent" if outcome.permanent else "temporary",
             outcome.reason,
         )
     return outcome
