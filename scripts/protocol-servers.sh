@@ -1,5 +1,5 @@
 #!/bin/sh
-# Start or stop the real mail, file, directory, chat and database servers that
+# Start or stop the real mail, news, file, directory, chat and database servers that
 # tests/probe/test_real_servers.py checks certwatch's protocol dialogues
 # against, each on a fixed loopback port with a certificate from a private CA.
 #
@@ -48,10 +48,20 @@ XMPP_PORT=21222
 XMPP_SERVER_PORT=21269
 POSTGRES_PORT=21432
 MYSQL_PORT=21306
+NNTP_PORT=21119
 
 # Debian packages of the servers. postgresql and mariadb-server are installed
 # only when missing, because the project's machine image has both already.
-PACKAGES="dovecot-imapd dovecot-pop3d dovecot-managesieved vsftpd slapd prosody"
+PACKAGES="dovecot-imapd dovecot-pop3d dovecot-managesieved vsftpd slapd prosody inn2"
+
+# INN's programs, its package's postinst among them, read the inn.conf that
+# INNCONF names instead of /etc/news/inn.conf. The postinst of inn2
+# 2.7.1-1+deb12u1 fails when the host name has no domain, as in many
+# containers, unless inn.conf sets one. The private inn.conf sets one, so it
+# is written before apt-get runs.
+INN_DIR=$STATE/inn
+INNCONF=$INN_DIR/etc/inn.conf
+export INNCONF
 
 log() {
     echo "protocol-servers: $*" >&2
@@ -681,6 +691,106 @@ stop_mariadb() {
     stop_process "$STATE/mariadb/mariadbd.pid" mariadbd
 }
 
+# ---------------------------------------------------------------- INN
+
+# Write the private configuration of INN's reader daemon nnrpd under INN_DIR:
+# inn.conf with every path inside INN_DIR, read access for 127.0.0.1, and one
+# empty group. Files that exist are kept, so a running nnrpd is not disturbed.
+write_inn_config() {
+    mkdir -p "$INN_DIR/etc" "$INN_DIR/db" "$INN_DIR/run" "$INN_DIR/log" \
+        "$INN_DIR/tmp" "$INN_DIR/http" "$INN_DIR/spool/articles" \
+        "$INN_DIR/spool/overview"
+    [ -f "$INNCONF" ] || cat >"$INNCONF" <<EOF
+# A private INN for certwatch's tests, written by scripts/protocol-servers.sh.
+domain: example.test
+pathhost: news.example.test
+organization: "certwatch tests"
+mta: "/bin/false %s"
+ovmethod: tradindexed
+hismethod: hisv6
+pathnews: /usr/lib/news
+pathbin: /usr/lib/news/bin
+pathcontrol: /usr/lib/news/bin/control
+pathfilter: /usr/lib/news/bin/filter
+pathetc: $INN_DIR/etc
+pathdb: $INN_DIR/db
+pathrun: $INN_DIR/run
+pathlog: $INN_DIR/log
+pathhttp: $INN_DIR/http
+pathtmp: $INN_DIR/tmp
+pathspool: $INN_DIR/spool
+patharticles: $INN_DIR/spool/articles
+pathoverview: $INN_DIR/spool/overview
+pathincoming: $INN_DIR/spool/incoming
+pathoutgoing: $INN_DIR/spool/outgoing
+patharchive: $INN_DIR/spool/archive
+tlscertfile: $INN_DIR/tls/server.pem
+tlskeyfile: $INN_DIR/tls/server.key
+EOF
+    [ -f "$INN_DIR/etc/readers.conf" ] || cat >"$INN_DIR/etc/readers.conf" <<EOF
+auth "loopback" {
+    hosts: "$LISTEN"
+    default: "<loopback>"
+}
+access "loopback" {
+    users: "<loopback>"
+    newsgroups: "*"
+    access: R
+}
+EOF
+    [ -f "$INN_DIR/etc/storage.conf" ] || cat >"$INN_DIR/etc/storage.conf" <<EOF
+method tradspool {
+    newsgroups: *
+    class: 0
+}
+EOF
+    [ -f "$INN_DIR/db/active" ] ||
+        printf 'local.test 0000000000 0000000001 y\n' >"$INN_DIR/db/active"
+    [ -f "$INN_DIR/db/newsgroups" ] ||
+        printf 'local.test\tA group for certwatch tests.\n' >"$INN_DIR/db/newsgroups"
+    touch "$INN_DIR/db/active.times"
+    # Debian's base-passwd always has the user news.
+    chown -R news: "$INN_DIR"
+}
+
+# nnrpd offers STARTTLS (RFC 4642) on its plain port when inn.conf names a
+# certificate and key. With -D it listens by itself and serves each
+# connection in a child process, so no innd is needed.
+start_inn() {
+    dir=$INN_DIR
+    version=$(package_version inn2)
+    reason=
+    if [ ! -x /usr/lib/news/bin/nnrpd ] || ! is_installed inn2; then
+        reason="INN is not installed (Debian package inn2)"
+    elif ! is_running "$dir/run/nnrpd-$NNTP_PORT.pid" nnrpd; then
+        install_certificate news "$dir"
+        # nnrpd greets every client with "400 NNTP server unavailable" while
+        # the overview database is missing, so build the empty one. makehistory
+        # warns that the empty spool has no tradspool.map, which is harmless.
+        if [ ! -f "$dir/spool/overview/group.index" ]; then
+            su news -s /bin/sh -c "INNCONF='$INNCONF' /usr/lib/news/bin/makehistory -O -x" \
+                >>"$dir/log/makehistory.log" 2>&1 ||
+                reason="makehistory -O could not build the overview, see $dir/log/makehistory.log"
+        fi
+    fi
+    if [ -z "$reason" ] && ! is_running "$dir/run/nnrpd-$NNTP_PORT.pid" nnrpd; then
+        # nnrpd binds its port as root, then runs as the user news.
+        setsid /usr/lib/news/bin/nnrpd -D -b $LISTEN -p $NNTP_PORT \
+            </dev/null >>"$dir/log/nnrpd.log" 2>&1 &
+    fi
+    if [ -z "$reason" ]; then
+        wait_listening $NNTP_PORT ||
+            reason="nnrpd does not listen on 127.0.0.1 port $NNTP_PORT"
+    fi
+
+    record nntp $NNTP_PORT true INN "$version" inn2 "$dir/log/nnrpd.log" "$reason"
+    report_start "INN $version" "$dir/log/nnrpd.log" "$reason" $NNTP_PORT
+}
+
+stop_inn() {
+    stop_process "$INN_DIR/run/nnrpd-$NNTP_PORT.pid" nnrpd
+}
+
 # ---------------------------------------------------------------- commands
 
 # Print one line per server: NAME LOG REASON PORT..., where NAME may end in
@@ -705,6 +815,7 @@ stop_all() {
     stop_prosody
     stop_postgres
     stop_mariadb
+    stop_inn
     rm -f "$MANIFEST"
 }
 
@@ -715,6 +826,7 @@ start_all() {
         log "must run as root, to install packages and run each server as its own user"
         exit 1
     fi
+    write_inn_config
     install_packages
 
     make_certificates
@@ -735,6 +847,7 @@ start_all() {
     start_prosody
     start_postgres
     start_mariadb
+    start_inn
 
     write_manifest
     log "manifest: $MANIFEST"

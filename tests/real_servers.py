@@ -1,7 +1,7 @@
 """The real protocol servers that `scripts/protocol-servers.sh start` runs.
 
-The script installs Dovecot, vsftpd, slapd, Prosody, PostgreSQL and MariaDB
-from Debian packages, starts a private instance of each on fixed 127.0.0.1
+The script installs Dovecot, vsftpd, slapd, Prosody, PostgreSQL, MariaDB and
+INN from Debian packages, starts a private instance of each on fixed 127.0.0.1
 ports with a certificate from its own CA, and describes them in a JSON
 manifest. This module reads that manifest, so that tests can run certwatch
 against each server and compare what it reports with what the server serves.

@@ -1,7 +1,8 @@
 """`certwatch check` against real servers of every STARTTLS and implicit-TLS protocol.
 
 `scripts/protocol-servers.sh start` runs Dovecot (IMAP, POP3, ManageSieve),
-vsftpd (FTP), OpenLDAP slapd, Prosody (XMPP), PostgreSQL and MariaDB, as
+vsftpd (FTP), OpenLDAP slapd, Prosody (XMPP), PostgreSQL, MariaDB and INN's
+nnrpd (NNTP), as
 tests/real_servers.py describes. A test whose server is not running skips
 with the reason. aiosmtpd serves SMTP inside the test itself. Every check
 goes through the `python -m certwatch check --json` command line, and the
@@ -44,6 +45,7 @@ REAL_SERVER_PROTOCOLS = [
     "xmpp-server",
     "postgres",
     "mysql",
+    "nntp",
 ]
 
 SMTP_NAME = "mail.example.test"

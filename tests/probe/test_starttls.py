@@ -231,6 +231,20 @@ async def test_starttls_xmpp_ip_target_streams_to_address(
     assert server.server_names == [None]
 
 
+@requires_ipv6
+async def test_starttls_xmpp_ipv6_target_brackets_address(
+    dialogue_server: StartDialogueServer,
+) -> None:
+    server = dialogue_server("xmpp", host="::1")
+    endpoint = parse_target(f"xmpp://[::1]:{server.port}")
+
+    result = await probe_address(endpoint, "::1", SETTINGS)
+
+    assert result.error is None
+    assert server.stream_headers[0]["to"] == "[::1]"
+    assert server.server_names == [None]
+
+
 # The server does not upgrade
 
 

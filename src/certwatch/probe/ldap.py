@@ -61,11 +61,7 @@ async def ldap_dialogue(stream: PlainStream, endpoint: Endpoint) -> None:
     """Send the StartTLS request and check the resultCode of the response."""
     stream.write(start_tls_request())
     stream.step = "the response to the StartTLS extended request"
-    tag, message = await _read_element(stream)
-    if tag != _SEQUENCE:
-        raise DialogueFailed(
-            f"the server sent BER tag 0x{tag:02x} instead of an LDAPMessage"
-        )
+    message = await _read_message(stream)
     message_id, result_code, diagnostic = _parse_extended_response(message)
 
     result = f"resultCode {result_code} ({_result_name(result_code)})"
@@ -96,7 +92,7 @@ def _parse_extended_response(message: bytes) -> tuple[int, int, bytes]:
     elements = _elements(message)
     if len(elements) < 2 or elements[0][0] != _INTEGER:
         raise DialogueFailed("the server sent an LDAPMessage without a message ID")
-    message_id = int.from_bytes(elements[0][1], "big", signed=True)
+    message_id = _integer_value(elements[0][1], "message ID")
     tag, operation = elements[1]
     if tag != _EXTENDED_RESPONSE:
         raise DialogueFailed(
@@ -110,21 +106,50 @@ def _parse_extended_response(message: bytes) -> tuple[int, int, bytes]:
             "the server sent an ExtendedResponse without resultCode, matchedDN "
             "and diagnosticMessage"
         )
-    result_code = int.from_bytes(fields[0][1], "big", signed=True)
+    result_code = _integer_value(fields[0][1], "resultCode")
     return message_id, result_code, fields[2][1]
+
+
+def _integer_value(contents: bytes, name: str) -> int:
+    """Decode the contents of a BER INTEGER or ENUMERATED.
+
+    Raises:
+        DialogueFailed: The contents are empty. X.690 requires at least one
+            octet, and reading none as 0 would turn a broken reply into
+            message ID 0 or resultCode success.
+    """
+    if not contents:
+        raise DialogueFailed(
+            f"the server sent an LDAPMessage whose {name} has no content octets"
+        )
+    return int.from_bytes(contents, "big", signed=True)
 
 
 def _result_name(code: int) -> str:
     return _RESULT_NAMES.get(code, "unknown code")
 
 
-async def _read_element(stream: PlainStream) -> tuple[int, bytes]:
-    """Read one BER element from the connection, with its contents."""
-    tag = (await stream.read_exactly(1))[0]
+async def _read_message(stream: PlainStream) -> bytes:
+    """Read one LDAPMessage from the connection and return its contents.
+
+    Raises:
+        DialogueFailed: The first byte is not the SEQUENCE tag of an
+            LDAPMessage. This is checked before any length is read, because a
+            server of another protocol (an HTTP 400 reply, say) would
+            otherwise make the probe wait for as many bytes as its second
+            byte happens to announce.
+    """
+    first = await stream.read_exactly(1)
+    tag = first[0]
+    if tag != _SEQUENCE:
+        raise DialogueFailed(
+            f"the server sent {excerpt(first + stream.pending)}, which is not an "
+            f"LDAPMessage (BER tag 0x{tag:02x}, not 0x{_SEQUENCE:02x})"
+        )
     length = (await stream.read_exactly(1))[0]
     if length & 0x80:
         length = await _read_long_length(stream, length)
-    return tag, await stream.read_exactly(length)
+    return await stream.read_exactly(length)
 
 
 async def _read_long_length(stream: PlainStream, first: int) -> int:

@@ -9,6 +9,7 @@ features. When they contain `<starttls/>` in the TLS namespace, it sends
 
 from __future__ import annotations
 
+import ipaddress
 from collections import deque
 from xml.etree.ElementTree import Element
 from xml.parsers import expat
@@ -48,6 +49,22 @@ async def xmpp_server_dialogue(stream: PlainStream, endpoint: Endpoint) -> None:
     await _negotiate(stream, endpoint, "jabber:server")
 
 
+def _address_domain(host: str) -> str:
+    """Write a host as the domainpart of a JID.
+
+    RFC 7622 (section 3.2) takes the domainpart from RFC 3986's `IPv4address`
+    and `IP-literal` rules, so an IPv6 address goes in square brackets, as in
+    a URL, and an IPv4 address and a name stay as they are.
+    """
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if address.version == 6:
+        return f"[{address.compressed}]"
+    return host
+
+
 def stream_header(domain: str, namespace: str) -> bytes:
     """Build the initial stream header that opens a stream to `domain`."""
     # Servers that still offer dialback (XEP-0220) expect its namespace
@@ -66,7 +83,7 @@ def stream_header(domain: str, namespace: str) -> bytes:
 async def _negotiate(stream: PlainStream, endpoint: Endpoint, namespace: str) -> None:
     # The stream goes to the domain being checked, which is the server name,
     # also when --resolve pins the address connected to.
-    domain = endpoint.server_name or endpoint.host
+    domain = endpoint.server_name or _address_domain(endpoint.host)
     stream.write(stream_header(domain, namespace))
     reader = _StreamReader(stream)
 

@@ -7,11 +7,14 @@ endpoints costs a few round trips per batch, not one commit per result.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import idna
 from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -29,6 +32,13 @@ from certwatch.store.models import (
     ObservationRow,
 )
 from certwatch.x509.model import CertificateFacts, Finding, Severity
+
+# The finding of a server that replies to the STARTTLS dialogue without
+# offering the upgrade, and the error reasons of a refused or failed upgrade.
+_STARTTLS_NOT_OFFERED = "starttls_not_offered"
+_STARTTLS_REASONS = frozenset(
+    {ErrorReason.STARTTLS_REFUSED, ErrorReason.STARTTLS_FAILED}
+)
 
 # Longest DNS name (RFC 1035); longer SAN values stay in the JSON column but
 # are not indexed for look-ups by name.
@@ -108,7 +118,10 @@ def _copy_latest_state(
 
     For an endpoint only the leaf counts: the intermediates it sends are
     someone else's to renew. For a file every certificate counts. A scan
-    without any certificate leaves the stored not_after as it was.
+    without any certificate leaves the stored not_after as it was, because an
+    outage must not hide an expiry, unless a server replied to the STARTTLS
+    dialogue without upgrading to TLS (see `_tls_withdrawn`): that endpoint
+    serves no certificate any more, so it gets no not_after.
     """
     states: dict[tuple[str, int], tuple[list[Status], list[datetime]]] = {}
     for draft in drafts:
@@ -140,23 +153,51 @@ def _copy_latest_state(
                     if statuses
                     else str(Status.UNKNOWN),
                     "new_not_after": min(expiries, default=None),
+                    "withdrawn": _tls_withdrawn(scan),
                 }
             )
-        if rows:
-            session.execute(
-                update(table)
-                .where(table.c.id == bindparam("source_id"))
-                .values(
-                    last_status=bindparam("new_status"),
-                    # A scan that obtained no certificate keeps the last
-                    # known not_after: an outage must not hide an expiry.
-                    not_after=func.coalesce(
-                        bindparam("new_not_after", type_=table.c.not_after.type),
-                        table.c.not_after,
-                    ),
-                ),
-                rows,
-            )
+        _update_latest_state(session, table, rows)
+
+
+def _update_latest_state(
+    session: Session, table: Any, rows: Sequence[dict[str, Any]]
+) -> None:
+    kept = [row for row in rows if not row["withdrawn"]]
+    withdrawn = [row for row in rows if row["withdrawn"]]
+    new_not_after = bindparam("new_not_after", type_=table.c.not_after.type)
+    statement = update(table).where(table.c.id == bindparam("source_id"))
+    if kept:
+        session.execute(
+            statement.values(
+                last_status=bindparam("new_status"),
+                # A scan that obtained no certificate keeps the last known
+                # not_after: an outage must not hide an expiry.
+                not_after=func.coalesce(new_not_after, table.c.not_after),
+            ),
+            kept,
+        )
+    if withdrawn:
+        session.execute(
+            statement.values(
+                last_status=bindparam("new_status"), not_after=new_not_after
+            ),
+            withdrawn,
+        )
+
+
+def _tls_withdrawn(scan: CompletedScan) -> bool:
+    """Tell whether a scan found a server that replied but does not do TLS.
+
+    That is a scan of an endpoint without any certificate where a server
+    did not offer STARTTLS, or refused or broke off the upgrade.
+    """
+    if scan.endpoint_id is None or not scan.failed:
+        return False
+    return any(
+        (result.error is not None and result.error.reason in _STARTTLS_REASONS)
+        or any(finding.code == _STARTTLS_NOT_OFFERED for finding in result.findings)
+        for result in scan.results
+    )
 
 
 def _source_key(scan: CompletedScan) -> tuple[str, int]:
@@ -279,9 +320,88 @@ def certificate_row(facts: CertificateFacts, first_seen_at: datetime) -> dict[st
 
 
 def certificate_names(facts: CertificateFacts) -> set[str]:
-    """Return the lower-case DNS names and IP addresses to index for look-ups."""
-    names = {name.lower() for name in (*facts.dns_names, *facts.ip_addresses)}
+    """Return the lower-case DNS names and IP addresses to index for look-ups.
+
+    A certificate without DNS or IP SAN entries is indexed under its
+    subject CN when the CN is a host name or an IP address, so that
+    `certwatch where` finds legacy certificates that name a host only there.
+    """
+    return indexed_names(facts.common_name, facts.dns_names, facts.ip_addresses)
+
+
+def indexed_names(
+    common_name: str | None, dns_names: Iterable[str], ip_addresses: Iterable[str]
+) -> set[str]:
+    """Return the names to index for a certificate with these stored columns."""
+    names = {name.lower() for name in (*dns_names, *ip_addresses)}
+    if not names and common_name is not None:
+        host = host_name_of_common_name(common_name)
+        names = {host} if host is not None else set()
     return {name for name in names if 0 < len(name) <= MAX_NAME_LENGTH}
+
+
+# One DNS label as certificates use them: letters, digits, hyphens, and
+# underscores, which some internal names carry.
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+
+
+def host_name_of_common_name(common_name: str) -> str | None:
+    """Return a subject CN as an index name, `None` when it names no host.
+
+    A host name comes back in lower case as A-labels without a trailing
+    dot, with an optional `*` as its whole left-most label. An IP address
+    comes back in its normal text form. Anything else, such as
+    `Example Root CA`, is `None`.
+    """
+    text = common_name.strip().rstrip(".")
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    if not text.isascii():
+        try:
+            text = idna.encode(text, uts46=True).decode("ascii")
+        except idna.IDNAError:
+            return None
+    labels = text.lower().split(".")
+    if labels[0] == "*" and len(labels) > 1:
+        labels = labels[1:]
+    if not all(_LABEL.fullmatch(label) for label in labels):
+        return None
+    return text.lower()
+
+
+def index_common_names(session: Session) -> int:
+    """Index the CNs of stored certificates that have no indexed name yet.
+
+    Certificates stored before CNs were indexed have no name rows, so this
+    adds them. Return how many names were added. Later calls cost one
+    anti-join over the certificates and find only those without a
+    host-name CN, such as CA certificates. Nothing is committed.
+    """
+    unnamed = (
+        select(CertificateNameRow.certificate_sha256)
+        .where(CertificateNameRow.certificate_sha256 == CertificateRow.sha256)
+        .exists()
+    )
+    sha256s = list(session.scalars(select(CertificateRow.sha256).where(~unnamed)))
+    names: list[dict[str, str]] = []
+    for chunk in chunked(sha256s):
+        rows = session.execute(
+            select(
+                CertificateRow.sha256,
+                CertificateRow.common_name,
+                CertificateRow.dns_names,
+                CertificateRow.ip_addresses,
+            ).where(CertificateRow.sha256.in_(chunk))
+        )
+        for sha256, common_name, dns_names, ip_addresses in rows:
+            names.extend(
+                {"certificate_sha256": sha256, "name": name}
+                for name in indexed_names(common_name, dns_names, ip_addresses)
+            )
+    _insert_ignoring_duplicates(session, CertificateNameRow.__table__, names)
+    return len(names)
 
 
 def _insert_ignoring_duplicates(
