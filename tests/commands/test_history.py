@@ -152,6 +152,22 @@ def test_history_not_in_inventory(certwatch: Certwatch) -> None:
 
     assert outcome.exit_code == 1
     assert "'nowhere.example.test' is not in the inventory" in outcome.stderr
+    assert "on another port" not in outcome.stderr
+
+
+def test_history_without_port_names_other_ports(
+    certwatch: Certwatch, tmp_path: Path
+) -> None:
+    path = tmp_path / "inventory.csv"
+    path.write_text("host,port\nwww.example.test,8443\n")
+    certwatch("import", str(path))
+
+    outcome = certwatch("history", "www.example.test")
+
+    assert outcome.exit_code == 1
+    assert "The inventory has 'www.example.test:8443' on another port" in (
+        outcome.stderr
+    )
 
 
 def test_history_never_scanned(certwatch: Certwatch, tmp_path: Path) -> None:

@@ -115,13 +115,18 @@ def test_add_default_interval_from_environment(
 ) -> None:
     first = serve(local_server, fresh_leaf())
     second = serve(local_server, fresh_leaf())
-    certwatch("add", target(first))
-    certwatch("add", target(second), env={"CERTWATCH_DEFAULT_INTERVAL": "2h"})
+    certwatch("add", target(first), "--interval", "6h")
+    certwatch("add", target(second))
+    two_hours = {"CERTWATCH_DEFAULT_INTERVAL": "2h"}
 
-    listed = sources_by_target(certwatch)
+    outcome = certwatch("list", "--json", env=two_hours)
+    listed = {s["target"]: s for s in json.loads(outcome.stdout)["sources"]}
 
+    # A source added without --interval follows the default as it changes.
     assert listed[target(first)]["interval_seconds"] == 6 * 3600
+    assert listed[target(first)]["interval_default"] is False
     assert listed[target(second)]["interval_seconds"] == 2 * 3600
+    assert listed[target(second)]["interval_default"] is True
 
 
 def test_add_invalid_interval(certwatch: Certwatch) -> None:
@@ -325,6 +330,47 @@ def test_add_resolve_pins_address(
     assert source["address"] == "127.0.0.1"
     assert source["server_name"] == "www.example.test"
     assert server.server_names == ["www.example.test"]
+
+
+def test_add_unpinned_warns_about_pinned_twin(
+    certwatch: Certwatch, local_server: StartServer
+) -> None:
+    server = serve(local_server, fresh_leaf(days_left=40))
+    name = f"www.example.test:{server.port}"
+    certwatch("add", "--resolve", f"{name}:127.0.0.1", name)
+
+    again = certwatch("add", "--resolve", f"{name}:127.0.0.1", name)
+    unpinned = certwatch("add", name)
+
+    assert "pinned to" not in again.stderr
+    assert f"'{name}' is also in the inventory pinned to 127.0.0.1" in (unpinned.stderr)
+
+
+def test_remove_wrong_pinned_address_names_pins(
+    certwatch: Certwatch, local_server: StartServer
+) -> None:
+    server = serve(local_server, fresh_leaf(days_left=40))
+    name = f"www.example.test:{server.port}"
+    certwatch("add", "--resolve", f"{name}:127.0.0.1", name)
+
+    outcome = certwatch("remove", name, "--address", "127.0.0.99")
+
+    assert outcome.exit_code == 1
+    assert f"'{name}' is pinned to 127.0.0.1, not to 127.0.0.99." in outcome.stderr
+    assert list(sources_by_target(certwatch)) == [name]
+
+
+def test_remove_without_port_names_other_ports(
+    certwatch: Certwatch, local_server: StartServer
+) -> None:
+    server = serve(local_server, fresh_leaf(days_left=40))
+    certwatch("add", target(server))
+
+    outcome = certwatch("remove", "127.0.0.1")
+
+    assert outcome.exit_code == 1
+    assert f"The inventory has '{target(server)}' on another port" in outcome.stderr
+    assert "means port 443, so give the port" in outcome.stderr
 
 
 def test_add_resolve_several_addresses_rejected(certwatch: Certwatch) -> None:

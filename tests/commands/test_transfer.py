@@ -11,13 +11,13 @@ from tests.commands.conftest import Certwatch
 
 INVENTORY_CSV = (
     "target,host,port,protocol,server_name,address,path,team,tags,interval,"
-    "enabled,notes\n"
-    "www.example.test,,,,,,,shop,web;prod,30m,true,front page\n"
+    "enabled,notes,reminders\n"
+    'www.example.test,,,,,,,shop,web;prod,30m,true,front page,"20,5"\n'
     ',api.example.test,8443,https,,,,payments,api,6h,,"rotated by hand,\n'
-    'see the runbook"\n'
-    "https://pinned.example.test/health,,,,,192.0.2.10,,shop,,1d,false,\n"
-    ",2001:db8::5,443,,sni.example.test,,,,,,,\n"
-    ",,,,,,/etc/ssl/certs/site.pem,ops,disk,12h,,\n"
+    'see the runbook",\n'
+    "https://pinned.example.test/health,,,,,192.0.2.10,,shop,,1d,false,,10%\n"
+    ",2001:db8::5,443,,sni.example.test,,,,,,,,\n"
+    ",,,,,,/etc/ssl/certs/site.pem,ops,disk,12h,,,7\n"
 )
 
 
@@ -43,6 +43,10 @@ def test_import_csv(certwatch: Certwatch, tmp_path: Path) -> None:
 
     assert outcome.exit_code == 0, outcome.output
     assert "5 added, 0 updated" in outcome.stdout
+    for team in ("default", "ops", "shop"):
+        assert f"Warning: team {team!r} has no contact that receives alerts" in (
+            outcome.stderr
+        )
     document = exported(certwatch)
     endpoints = endpoints_by_target(document)
     assert set(endpoints) == {
@@ -56,6 +60,7 @@ def test_import_csv(certwatch: Certwatch, tmp_path: Path) -> None:
     assert front["tags"] == ["prod", "web"]
     assert front["interval_seconds"] == 1800
     assert front["notes"] == "front page"
+    assert front["reminders"] == "20,5"
     api = endpoints["api.example.test:8443"]
     assert api["host"] == "api.example.test"
     assert api["port"] == 8443
@@ -67,7 +72,8 @@ def test_import_csv(certwatch: Certwatch, tmp_path: Path) -> None:
     assert sni["host"] == "2001:db8::5"
     assert sni["server_name"] == "sni.example.test"
     assert sni["team"] == "default"
-    assert sni["interval_seconds"] == 6 * 3600
+    assert sni["interval_seconds"] is None
+    assert sni["reminders"] is None
     [file_source] = document["file_sources"]
     assert file_source["path"] == "/etc/ssl/certs/site.pem"
     assert file_source["team"] == "ops"
@@ -83,6 +89,17 @@ def test_import_lists_never_scanned_as_unknown(
     assert source["target"] == "www.example.test"
     assert source["status"] is None
     assert source["scanned_at"] is None
+
+
+def test_import_no_warning_for_team_with_contact(
+    certwatch: Certwatch, tmp_path: Path
+) -> None:
+    certwatch("contact", "add", "default", "email:ops@example.test")
+
+    outcome = certwatch("import", str(write(tmp_path, "host\nwww.example.test\n")))
+
+    assert outcome.exit_code == 0, outcome.output
+    assert "has no contact" not in outcome.stderr
 
 
 def test_import_again_updates(certwatch: Certwatch, tmp_path: Path) -> None:
@@ -200,8 +217,21 @@ def test_import_invalid_json(certwatch: Certwatch, tmp_path: Path) -> None:
     outcome = certwatch("import", str(path))
 
     assert outcome.exit_code == 1
-    assert "Invalid port 0" in outcome.stderr
-    assert "Nothing was imported" in outcome.stderr
+    assert f"{path}: endpoints[0]: Invalid port 0" in outcome.stderr
+    assert "1 entry is invalid" in outcome.stderr
+    assert "nothing was imported" in outcome.stderr
+
+
+def add_team_settings(certwatch: Certwatch) -> None:
+    """Give team ops alert settings and two contacts, one for escalation."""
+    commands = [
+        ("team", "add", "ops", "--reminders", "60,30", "--escalate-after", "4h"),
+        ("contact", "add", "ops", "webhook:https://hooks.example.test/t0ken"),
+        ("contact", "add", "ops", "email:oncall@example.test", "--escalation"),
+    ]
+    for command in commands:
+        outcome = certwatch(*command)
+        assert outcome.exit_code == 0, outcome.output
 
 
 @pytest.mark.parametrize("output_format", ["csv", "json"])
@@ -212,6 +242,7 @@ def test_export_import_round_trip(
     output_format: str,
 ) -> None:
     certwatch("import", str(write(tmp_path, INVENTORY_CSV)))
+    add_team_settings(certwatch)
     before = exported(certwatch)
     outcome = certwatch("export", "--format", output_format)
     assert outcome.exit_code == 0, outcome.output
@@ -224,7 +255,64 @@ def test_export_import_round_trip(
     after = exported(other_certwatch)
     assert after["endpoints"] == before["endpoints"]
     assert after["file_sources"] == before["file_sources"]
-    assert after["teams"] == before["teams"]
+    if output_format == "json":
+        assert after["teams"] == before["teams"]
+    else:
+        # CSV carries endpoints and files only, and says so on stderr.
+        assert "leaves out the alert settings and contacts" in outcome.stderr
+        assert "'ops'" in outcome.stderr
+        names = [team["name"] for team in after["teams"]]
+        assert names == [team["name"] for team in before["teams"]]
+
+
+def test_export_json_keeps_team_settings(
+    certwatch: Certwatch, other_certwatch: Certwatch, tmp_path: Path
+) -> None:
+    add_team_settings(certwatch)
+    path = write(tmp_path, certwatch("export", "--format", "json").stdout, "a.json")
+
+    first = other_certwatch("import", str(path))
+    second = other_certwatch("import", str(path))
+
+    assert first.exit_code == 0, first.output
+    assert second.exit_code == 0, second.output
+    [ops] = [
+        team for team in exported(other_certwatch)["teams"] if team["name"] == "ops"
+    ]
+    assert ops["reminders"] == "60,30"
+    assert ops["escalate_after_seconds"] == 4 * 3600
+    assert ops["contacts"] == [
+        {
+            "kind": "webhook",
+            "address": "https://hooks.example.test/t0ken",
+            "escalation": False,
+        },
+        {"kind": "email", "address": "oncall@example.test", "escalation": True},
+    ]
+    listed = other_certwatch.json("team", "list")["teams"]
+    [summary] = [team for team in listed if team["name"] == "ops"]
+    assert summary["contact_count"] == 2
+    assert summary["reminder_schedule"] == "60,30"
+
+
+def test_default_interval_follows_environment(
+    certwatch: Certwatch, tmp_path: Path
+) -> None:
+    certwatch("import", str(write(tmp_path, "host\nwww.example.test\n")))
+
+    two_hours = {"CERTWATCH_DEFAULT_INTERVAL": "2h"}
+    [source] = certwatch.json("list")["sources"]
+    [changed] = json.loads(certwatch("list", "--json", env=two_hours).stdout)["sources"]
+    table = certwatch("list", env=two_hours).stdout
+    exported_csv = certwatch("export").stdout
+
+    assert source["interval_seconds"] == 6 * 3600
+    assert source["interval_default"] is True
+    assert changed["interval_seconds"] == 2 * 3600
+    assert "default (2h)" in table
+    assert "www.example.test,www.example.test,443,https,,,,default,,,true,," in (
+        exported_csv.splitlines()
+    )
 
 
 def test_export_csv_columns(certwatch: Certwatch, tmp_path: Path) -> None:
@@ -235,13 +323,13 @@ def test_export_csv_columns(certwatch: Certwatch, tmp_path: Path) -> None:
     lines = outcome.stdout.splitlines()
     assert lines[0] == (
         "target,host,port,protocol,server_name,address,path,team,tags,interval,"
-        "enabled,notes"
+        "enabled,notes,reminders"
     )
     assert (
         "www.example.test,www.example.test,443,https,,,,shop,prod;web,30m,true,"
-        "front page" in lines
+        'front page,"20,5"' in lines
     )
-    assert ",,,,,,/etc/ssl/certs/site.pem,ops,disk,12h,true," in lines
+    assert ",,,,,,/etc/ssl/certs/site.pem,ops,disk,12h,true,,7" in lines
 
 
 def _json_export_with(**endpoint: Any) -> str:

@@ -28,6 +28,7 @@ from certwatch.cli import cli
 from certwatch.store.database import create_store_engine, session_factory
 from certwatch.store.inventory import get_endpoint
 from certwatch.store.models import EndpointRow, ObservationRow
+from certwatch.store.observations import latest_observations
 from certwatch.store.schedule import claim_due_endpoints
 
 StartServer = Callable[..., LocalServer]
@@ -260,6 +261,63 @@ def test_run_once_killed_mid_cycle(
         session.rollback()
     assert held == []
     assert sorted(claim.endpoint_id for claim in freed) == stalled_ids
+
+
+def test_run_once_killed_keeps_finished_scans(
+    database_url: str,
+    url_sessions: sessionmaker[Session],
+    local_server: StartServer,
+    pki: Pki,
+    tmp_path: Path,
+) -> None:
+    fast = local_server(chain=pki.chain(pki.leaf))
+    stalling = local_server(mode=Mode.STALL)
+    start = real_now()
+    # Both endpoints fall in one batch, since the default batch size is 500.
+    fast_id, stalled_id = add_endpoints(
+        url_sessions,
+        [
+            pinned("fast.example.test", fast.port),
+            pinned("stall.example.test", stalling.port),
+        ],
+        now=start - timedelta(hours=1),
+    )
+
+    process = start_certwatch(
+        database_url, tmp_path / "run.log", "run", "--once", "--timeout", "60"
+    )
+    try:
+        wait_for(lambda: count_observations(url_sessions) == 1)
+        wait_for(lambda: stalling.accepted == 1)
+        running_when_killed = process.poll() is None
+        killed_at = real_now()
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+    assert running_when_killed
+    assert count_observations(url_sessions) == 1
+    with url_sessions() as session:
+        fast_observed = latest_observations(session, endpoint_id=fast_id)
+        stalled_observed = latest_observations(session, endpoint_id=stalled_id)
+        rows = {row.id: row for row in session.scalars(select(EndpointRow))}
+    assert [o.address for o in fast_observed] == ["127.0.0.1"]
+    assert fast_observed[0].chain == (pki.leaf.sha256, pki.intermediate.sha256)
+    assert stalled_observed == []
+    assert rows[fast_id].lease_expires_at is None
+    assert rows[fast_id].next_scan_at > killed_at
+    lease_end = rows[stalled_id].lease_expires_at
+    assert lease_end is not None
+    assert lease_end <= killed_at + DEFAULT_LEASE
+    with url_sessions() as session:
+        held = claim_due_endpoints(
+            session, now=lease_end - timedelta(seconds=1), limit=10, lease=LEASE
+        )
+        session.rollback()
+        freed = claim_due_endpoints(session, now=lease_end, limit=10, lease=LEASE)
+        session.rollback()
+    assert held == []
+    assert [claim.endpoint_id for claim in freed] == [stalled_id]
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -20,10 +21,10 @@ from tests.monitor.helpers import (
     pinned,
     settings,
 )
-from tests.servers import LocalServer, Mode, closed_port
+from tests.servers import LocalServer, Mode, ServerOptions, closed_port
 
-from certwatch.monitor.cycle import Selection, _loggable, run_cycle
-from certwatch.probe.model import ErrorReason
+from certwatch.monitor.cycle import FlushPolicy, Selection, _loggable, run_cycle
+from certwatch.probe.model import ErrorReason, ProbeSettings
 from certwatch.probe.resolve import StaticResolver
 from certwatch.result import Status
 from certwatch.store.inventory import (
@@ -34,7 +35,7 @@ from certwatch.store.inventory import (
     upsert_file_source,
 )
 from certwatch.store.models import ObservationRow
-from certwatch.store.observations import latest_observations
+from certwatch.store.observations import CompletedScan, latest_observations
 from certwatch.store.schedule import claim_due_endpoints
 from certwatch.targets import parse_target
 
@@ -69,7 +70,8 @@ def test_run_cycle_records_and_reschedules(
     assert www[0].status is Status.OK
     assert www[0].observed_at == NOW
     assert record is not None
-    assert record.schedule.next_scan_at == NOW + INTERVAL
+    # The first success spreads the next scan over the coming interval.
+    assert NOW < record.schedule.next_scan_at <= NOW + INTERVAL
     assert record.schedule.last_scanned_at == NOW
     assert record.schedule.lease_expires_at is None
     assert record.schedule.consecutive_failures == 0
@@ -131,6 +133,10 @@ def test_run_cycle_restart_waits_until_due(
     )
     clock = Clock()
 
+    run_cycle(sessions, now_fn=clock, settings=settings(), policy=pki.policy)
+    # The first success spreads the next scans over one interval; after
+    # it, every scan waits one whole interval.
+    clock.advance(INTERVAL)
     first = run_cycle(sessions, now_fn=clock, settings=settings(), policy=pki.policy)
     clock.advance(INTERVAL - timedelta(seconds=1))
     early = run_cycle(sessions, now_fn=clock, settings=settings(), policy=pki.policy)
@@ -141,7 +147,7 @@ def test_run_cycle_restart_waits_until_due(
     assert early.scans == 0
     assert early.batches == 0
     assert due.endpoints == 3
-    assert server.accepted == 6
+    assert server.accepted == 9
 
 
 def test_run_cycle_logs_scans_and_cycle(
@@ -373,6 +379,191 @@ def test_run_cycle_keeps_batch_when_source_removed(
         count = session.scalar(select(func.count()).select_from(ObservationRow))
     assert len(kept) == 1
     assert count == 1
+
+
+def test_run_cycle_records_finished_scan_early(
+    sessions: sessionmaker[Session], local_server: StartServer, pki: Pki
+) -> None:
+    fast = local_server(chain=pki.chain(pki.leaf))
+    stalling = local_server(mode=Mode.STALL)
+    fast_id, stalled_id = add_endpoints(
+        sessions,
+        [
+            pinned("fast.example.test", fast.port),
+            pinned("stall.example.test", stalling.port),
+        ],
+    )
+    seen_while_stalled: list[tuple[int, bool, bool]] = []
+
+    def inspect_store(scan: CompletedScan) -> None:
+        if scan.endpoint_id != fast_id:
+            return
+        with sessions() as session:
+            fast_record = get_endpoint(session, fast_id)
+            stalled_record = get_endpoint(session, stalled_id)
+            stalled_observed = latest_observations(session, endpoint_id=stalled_id)
+        assert fast_record is not None and stalled_record is not None
+        seen_while_stalled.append(
+            (
+                len(stalled_observed),
+                fast_record.schedule.lease_expires_at is None,
+                stalled_record.schedule.lease_expires_at is None,
+            )
+        )
+        # Closing the server ends the stalled handshake, and with it the batch.
+        stalling.close()
+
+    report = run_cycle(
+        sessions,
+        now_fn=Clock(),
+        settings=settings(probe=ProbeSettings(timeout=30.0, concurrency=5)),
+        policy=pki.policy,
+        on_scan=inspect_store,
+    )
+
+    assert seen_while_stalled == [(0, True, False)]
+    assert report.endpoints == 2
+    assert report.batches == 1
+    assert report.writes == 2
+    with sessions() as session:
+        stalled_observed = latest_observations(session, endpoint_id=stalled_id)
+        stalled_record = get_endpoint(session, stalled_id)
+    assert len(stalled_observed) == 1
+    assert stalled_observed[0].error_reason is not None
+    assert stalled_record is not None
+    assert stalled_record.schedule.lease_expires_at is None
+
+
+def test_run_cycle_large_batch_few_writes(
+    sessions: sessionmaker[Session],
+    local_server: StartServer,
+    pki: Pki,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    servers = [local_server(chain=pki.chain(pki.leaf)) for _ in range(3)]
+    add_endpoints(
+        sessions,
+        [pinned(f"host{i}.example.test", servers[i % 3].port) for i in range(50)],
+    )
+
+    with caplog.at_level(logging.DEBUG, logger="certwatch.monitor.cycle"):
+        report = run_cycle(
+            sessions,
+            now_fn=Clock(),
+            settings=settings(batch_size=50),
+            policy=pki.policy,
+            flush=FlushPolicy(max_scans=20, max_wait=600.0),
+        )
+
+    writes = [
+        r.getMessage()
+        for r in caplog.records
+        if r.getMessage().endswith(" s") and "in one transaction" in r.getMessage()
+    ]
+    assert report.endpoints == 50
+    assert report.batches == 1
+    assert report.writes == 3
+    assert [line.split(" in one")[0] for line in writes] == [
+        "recorded 20 scans",
+        "recorded 20 scans",
+        "recorded 10 scans",
+    ]
+    assert observation_count(sessions) == 50
+    assert sum(server.accepted for server in servers) == 50
+
+
+def test_run_cycle_waits_for_every_address(
+    sessions: sessionmaker[Session],
+    local_servers_on_one_port: Callable[..., list[LocalServer]],
+    pki: Pki,
+) -> None:
+    servers = local_servers_on_one_port(
+        ServerOptions(chain=pki.chain(pki.leaf), host="127.0.0.1"),
+        ServerOptions(mode=Mode.STALL, host="127.0.0.2"),
+    )
+    target = parse_target(f"www.example.test:{servers[0].port}")
+    with sessions() as session:
+        endpoint_id = upsert_endpoint(session, target, now=NOW).record.id
+        session.commit()
+    resolver = StaticResolver({"www.example.test": ["127.0.0.1", "127.0.0.2"]})
+    scans: list[CompletedScan] = []
+
+    report = run_cycle(
+        sessions,
+        now_fn=Clock(),
+        settings=settings(probe=ProbeSettings(timeout=1.0, concurrency=5)),
+        policy=pki.policy,
+        resolver=resolver,
+        on_scan=scans.append,
+        flush=FlushPolicy(max_wait=0.01),
+    )
+
+    assert report.writes == 1
+    assert [scan.endpoint_id for scan in scans] == [endpoint_id]
+    assert [result.address for result in scans[0].results] == [
+        "127.0.0.1",
+        "127.0.0.2",
+    ]
+    with sessions() as session:
+        observed = latest_observations(session, endpoint_id=endpoint_id)
+    assert [o.error_reason for o in observed] == [None, ErrorReason.TIMEOUT]
+
+
+class SlowBrokenResolver:
+    """A resolver that fails in a way the probe does not expect, after a pause."""
+
+    async def resolve(self, host: str, port: int) -> list[str]:
+        await asyncio.sleep(0.2)
+        raise RuntimeError(f"resolver broke on {host}")
+
+
+def test_run_cycle_error_keeps_recorded_scans(
+    sessions: sessionmaker[Session], local_server: StartServer, pki: Pki
+) -> None:
+    server = local_server(chain=pki.chain(pki.leaf))
+    fast_id, broken_id = add_endpoints(
+        sessions,
+        [
+            pinned("fast.example.test", server.port),
+            parse_target("broken.example.test:8443"),
+        ],
+    )
+    scans: list[CompletedScan] = []
+
+    with pytest.raises(RuntimeError, match=r"resolver broke on broken\.example"):
+        run_cycle(
+            sessions,
+            now_fn=Clock(),
+            settings=settings(),
+            policy=pki.policy,
+            resolver=SlowBrokenResolver(),
+            on_scan=scans.append,
+        )
+
+    with sessions() as session:
+        fast_observed = latest_observations(session, endpoint_id=fast_id)
+        fast_record = get_endpoint(session, fast_id)
+        again = claim_due_endpoints(session, now=NOW, limit=5, lease=LEASE)
+    assert [scan.endpoint_id for scan in scans] == [fast_id]
+    assert len(fast_observed) == 1
+    assert fast_record is not None
+    assert fast_record.schedule.lease_expires_at is None
+    assert fast_record.schedule.next_scan_at > NOW
+    assert [claim.endpoint_id for claim in again] == [broken_id]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"max_scans": 0}, r"Invalid max_scans 0: give at least 1\."),
+        ({"max_wait": 0.0}, r"Invalid max_wait 0\.0: give a positive number"),
+    ],
+)
+def test_flush_policy_rejects_invalid_bounds(
+    changes: dict[str, float], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        FlushPolicy(**changes)  # type: ignore[arg-type]
 
 
 def test_scan_log_escapes_control_characters() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import MetaData, insert, inspect, select, text
+from sqlalchemy import Engine, MetaData, insert, inspect, select, text
 from sqlalchemy.exc import OperationalError, StatementError
 from sqlalchemy.orm import Session
 
@@ -133,7 +133,7 @@ def test_upgrade_empty_database(empty_database_url: str) -> None:
         with Session(engine) as session:
             teams = session.execute(select(TeamRow.name, TeamRow.created_at)).all()
             version = session.execute(text("SELECT version_num FROM alembic_version"))
-            assert version.scalar_one() == "0008"
+            assert version.scalar_one() == "0009"
     finally:
         engine.dispose()
 
@@ -280,3 +280,110 @@ def test_upgrade_to_0003_copies_latest_scan_onto_sources(
 
     assert [tuple(row) for row in rows] == [(1, "warning"), (2, None)]
     assert expiry == {1: later, 2: None}
+
+
+def insert_endpoint_with_history(engine: Engine, seen: datetime) -> None:
+    """Store one endpoint with a tag and an observation, in the schema of 0007."""
+    with engine.begin() as connection:
+        tables = MetaData()
+        tables.reflect(connection)
+        team_id = connection.execute(select(tables.tables["teams"].c.id)).scalar()
+        connection.execute(
+            insert(tables.tables["endpoints"]),
+            {
+                "id": 1,
+                "target": "a.example.test",
+                "host": "a.example.test",
+                "server_name": "a.example.test",
+                "protocol": "https",
+                "port": 443,
+                "address": "",
+                "team_id": team_id,
+                "interval_seconds": 6 * 3600,
+                "enabled": True,
+                "notes": "",
+                "created_at": seen,
+                "updated_at": seen,
+                "next_scan_at": seen,
+                "consecutive_failures": 0,
+            },
+        )
+        connection.execute(
+            insert(tables.tables["endpoint_tags"]),
+            {"endpoint_id": 1, "tag": "web"},
+        )
+        connection.execute(
+            insert(tables.tables["observations"]),
+            {
+                "endpoint_id": 1,
+                "observed_at": seen,
+                "status": "ok",
+                "latest": True,
+            },
+        )
+
+
+def test_upgrade_to_0009_keeps_rows_and_allows_null_interval(
+    empty_database_url: str,
+) -> None:
+    """Revision 0009 drops NOT NULL without losing rows that reference endpoints."""
+    upgrade(empty_database_url, "0008")
+    engine = create_store_engine(empty_database_url)
+    seen = datetime(2026, 12, 1, tzinfo=UTC)
+    try:
+        insert_endpoint_with_history(engine, seen)
+
+        upgrade(engine)
+
+        with engine.begin() as connection:
+            observations = connection.execute(
+                text("SELECT count(*) FROM observations")
+            ).scalar()
+            tags = connection.execute(
+                text("SELECT count(*) FROM endpoint_tags")
+            ).scalar()
+            interval = connection.execute(
+                text("SELECT interval_seconds FROM endpoints")
+            ).scalar()
+            connection.execute(text("UPDATE endpoints SET interval_seconds = NULL"))
+        columns = {
+            column["name"]: column
+            for column in inspect(engine).get_columns("file_sources")
+        }
+    finally:
+        engine.dispose()
+
+    assert observations == 1
+    assert tags == 1
+    assert interval == 6 * 3600
+    assert columns["interval_seconds"]["nullable"] is True
+
+
+def test_upgrade_from_0007_keeps_rows_that_reference_endpoints(
+    empty_database_url: str,
+) -> None:
+    """Revision 0008 rebuilds `endpoints` on SQLite; rows referring to it stay."""
+    upgrade(empty_database_url, "0007")
+    engine = create_store_engine(empty_database_url)
+    try:
+        insert_endpoint_with_history(engine, datetime(2026, 12, 1, tzinfo=UTC))
+
+        upgrade(engine)
+
+        with engine.begin() as connection:
+            observations = connection.execute(
+                text("SELECT count(*) FROM observations")
+            ).scalar()
+            tags = connection.execute(
+                text("SELECT count(*) FROM endpoint_tags")
+            ).scalar()
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                enforced = connection.execute(text("PRAGMA foreign_keys")).scalar()
+    finally:
+        engine.dispose()
+
+    assert observations == 1
+    assert tags == 1
+    if sqlite:
+        assert enforced == 1

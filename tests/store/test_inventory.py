@@ -10,13 +10,23 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from tests.store.builders import LATER, NOW, endpoint, make_pki, network_result
 
+from certwatch.store.alerts import (
+    add_contact,
+    list_contacts,
+    team_summaries,
+    update_team_settings,
+)
 from certwatch.store.database import create_store_engine, upgrade
 from certwatch.store.errors import StoreError
-from certwatch.store.export import export_inventory, import_inventory
+from certwatch.store.export import (
+    InventoryImportError,
+    export_inventory,
+    import_inventory,
+)
 from certwatch.store.inventory import (
-    DEFAULT_INTERVAL,
     InventoryFilter,
     SourceSettings,
+    ensure_team,
     list_endpoints,
     list_file_sources,
     list_teams,
@@ -25,7 +35,7 @@ from certwatch.store.inventory import (
     upsert_endpoint,
     upsert_file_source,
 )
-from certwatch.store.models import EndpointRow, EndpointTagRow, ObservationRow
+from certwatch.store.models import EndpointRow, EndpointTagRow, ObservationRow, TeamRow
 from certwatch.store.observations import CompletedScan, record_observations
 from certwatch.targets import apply_overrides
 
@@ -81,7 +91,7 @@ def test_upsert_endpoint_defaults(session: Session) -> None:
 
     assert record.team == "default"
     assert record.tags == ()
-    assert record.interval == DEFAULT_INTERVAL
+    assert record.interval is None
     assert record.enabled is True
     assert record.endpoint.server_name is None
     assert record.endpoint.address is None
@@ -218,7 +228,31 @@ def test_export_import_round_trip(session: Session, tmp_path: Path) -> None:
         settings=SourceSettings(enabled=False),
     )
     upsert_file_source(
-        session, "/etc/ssl/site.pem", now=NOW, settings=SourceSettings(tags=["disk"])
+        session,
+        "/etc/ssl/site.pem",
+        now=NOW,
+        settings=SourceSettings(tags=["disk"], reminders="20,5"),
+    )
+    ops = ensure_team(session, "ops", now=NOW)
+    update_team_settings(
+        session, ops, reminder_schedule="60,30", escalate_after=timedelta(hours=4)
+    )
+    session.get_one(TeamRow, ops).endpoint_limit = 50
+    add_contact(
+        session,
+        ops,
+        kind="webhook",
+        address="https://hooks.example.test/secret-token",
+        escalation=True,
+        now=NOW,
+    )
+    add_contact(
+        session,
+        ops,
+        kind="email",
+        address="ops@example.test",
+        escalation=False,
+        now=NOW,
     )
     session.commit()
     exported = export_inventory(session)
@@ -238,13 +272,99 @@ def test_export_import_round_trip(session: Session, tmp_path: Path) -> None:
     assert again.created == 0
     assert again.updated == 3
     assert rebuilt == exported
-    assert exported["teams"] == ["default", "web"]
+    assert [team["name"] for team in exported["teams"]] == ["default", "ops", "web"]
+    assert exported["teams"][1] == {
+        "name": "ops",
+        "reminders": "60,30",
+        "escalate_after_seconds": 4 * 3600,
+        "endpoint_limit": 50,
+        "contacts": [
+            {
+                "kind": "webhook",
+                "address": "https://hooks.example.test/secret-token",
+                "escalation": True,
+            },
+            {"kind": "email", "address": "ops@example.test", "escalation": False},
+        ],
+    }
     assert exported["endpoints"][1]["address"] == "127.0.0.1"
+    assert exported["endpoints"][0]["interval_seconds"] is None
+    assert exported["file_sources"][0]["reminders"] == "20,5"
 
 
 def test_import_inventory_rejects_unknown_version(session: Session) -> None:
     with pytest.raises(StoreError, match="Unsupported inventory version 7"):
         import_inventory(session, {"version": 7}, now=NOW)
+
+
+def test_import_inventory_updates_existing_team(session: Session) -> None:
+    ops = ensure_team(session, "ops", now=NOW)
+    add_contact(
+        session,
+        ops,
+        kind="email",
+        address="ops@example.test",
+        escalation=False,
+        now=NOW,
+    )
+    document = {
+        "version": 2,
+        "teams": [
+            {
+                "name": "ops",
+                "reminders": "10",
+                "escalate_after_seconds": 3600,
+                "endpoint_limit": None,
+                "contacts": [
+                    {
+                        "kind": "email",
+                        "address": "ops@example.test",
+                        "escalation": True,
+                    },
+                    {"kind": "slack", "address": "https://hooks.slack.example.test/x"},
+                ],
+            }
+        ],
+    }
+
+    import_inventory(session, document, now=NOW)
+    import_inventory(session, document, now=NOW)
+
+    [summary] = [team for team in team_summaries(session) if team.name == "ops"]
+    contacts = list_contacts(session, ops)
+    assert summary.reminder_schedule == "10"
+    assert summary.escalate_after == timedelta(hours=1)
+    assert [(c.kind, c.address, c.escalation) for c in contacts] == [
+        ("email", "ops@example.test", True),
+        ("slack", "https://hooks.slack.example.test/x", False),
+    ]
+
+
+def test_import_inventory_lists_every_bad_entry(session: Session) -> None:
+    document = {
+        "version": 2,
+        "teams": [
+            {"name": "ops", "contacts": [{"kind": "fax", "address": "123"}]},
+            {"name": "web", "escalate_after_seconds": 0},
+        ],
+        "endpoints": [
+            {"target": "x", "host": "x.example.test", "port": 0},
+            {"target": "y", "host": "y.example.test", "port": 443, "team": "web"},
+        ],
+        "file_sources": [{"path": "relative.pem", "team": "ops"}],
+    }
+
+    with pytest.raises(InventoryImportError) as caught:
+        import_inventory(session, document, now=NOW)
+
+    problems = caught.value.problems
+    assert len(problems) == 4
+    assert problems[0].startswith("teams[0]: ")
+    assert problems[1].startswith("teams[1]: Invalid escalate_after_seconds 0")
+    assert problems[2].startswith("endpoints[0]: Invalid port 0")
+    assert problems[3].startswith("file_sources[0]: Invalid file source path")
+    assert list_teams(session) == ["default"]
+    assert list_endpoints(session) == []
 
 
 def test_import_inventory_rejects_bad_port(session: Session) -> None:

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import random
 import threading
-from datetime import timedelta
+from collections import Counter
+from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 from tests.store.builders import LATER, NOW, endpoint
 
 from certwatch.store.database import create_store_engine
 from certwatch.store.inventory import (
     DEFAULT_INTERVAL,
+    FOLLOW_DEFAULT,
     SourceSettings,
     get_endpoint,
     upsert_endpoint,
     upsert_file_source,
 )
+from certwatch.store.models import EndpointRow
 from certwatch.store.schedule import (
     Release,
     SchedulePolicy,
@@ -102,14 +105,32 @@ def test_expired_lease_is_reclaimable(session: Session) -> None:
     assert stored.schedule.lease_expires_at == NOW + 2 * LEASE
 
 
+def scan_once(session: Session, *, now: datetime, failed: bool = False) -> None:
+    """Claim the due endpoints at `now` and release them as scanned then."""
+    claims = claim_due_endpoints(session, now=now, limit=10, lease=LEASE)
+    assert claims
+    release(
+        session,
+        [Release(claim, scanned_at=now, failed=failed) for claim in claims],
+        now=now,
+        policy=NO_JITTER,
+        rng=random.Random(1),
+    )
+    session.commit()
+
+
 def test_release_reschedules_with_interval(session: Session) -> None:
     [endpoint_id] = add_endpoints(session, 1)
-    [claim] = claim_due_endpoints(session, now=NOW, limit=1, lease=LEASE)
-    finished = NOW + timedelta(seconds=30)
+    scan_once(session, now=NOW)
+    first = get_endpoint(session, endpoint_id)
+    assert first is not None
+    second_scan = first.schedule.next_scan_at
+    [claim] = claim_due_endpoints(session, now=second_scan, limit=1, lease=LEASE)
+    finished = second_scan + timedelta(seconds=30)
 
     released = release(
         session,
-        [Release(claim, scanned_at=NOW, failed=False)],
+        [Release(claim, scanned_at=second_scan, failed=False)],
         now=finished,
         policy=NO_JITTER,
         rng=random.Random(1),
@@ -120,10 +141,92 @@ def test_release_reschedules_with_interval(session: Session) -> None:
     assert released == 1
     assert stored is not None
     assert stored.schedule.next_scan_at == finished + DEFAULT_INTERVAL
-    assert stored.schedule.last_scanned_at == NOW
+    assert stored.schedule.last_scanned_at == second_scan
     assert stored.schedule.lease_expires_at is None
     assert stored.schedule.consecutive_failures == 0
     assert claim_due_endpoints(session, now=finished, limit=1, lease=LEASE) == []
+
+
+def test_first_success_spreads_next_scan(session: Session) -> None:
+    """Sources imported together get next scans spread evenly over the interval."""
+    count = 1000
+    for i in range(count):
+        upsert_endpoint(session, endpoint(f"host{i}.example.test"), now=NOW)
+    session.commit()
+    claims = claim_due_endpoints(session, now=NOW, limit=count, lease=LEASE)
+    assert len(claims) == count
+
+    release(
+        session,
+        [Release(claim, scanned_at=NOW, failed=False) for claim in claims],
+        now=NOW,
+        policy=SchedulePolicy(),
+        rng=random.Random(7),
+    )
+    session.commit()
+    delays = [
+        next_scan - NOW
+        for next_scan in session.scalars(select(EndpointRow.next_scan_at))
+    ]
+
+    assert len(delays) == count
+    assert min(delays) > timedelta(0)
+    assert max(delays) <= DEFAULT_INTERVAL
+    tenths = Counter(int(delay / DEFAULT_INTERVAL * 10) for delay in delays)
+    assert set(tenths) <= set(range(11))
+    # A tenth of the interval may hold at most twice its even share.
+    assert max(tenths.values()) <= 2 * count // 10
+
+
+def test_success_after_failure_spreads_next_scan(session: Session) -> None:
+    [endpoint_id] = add_endpoints(session, 1)
+    scan_once(session, now=NOW, failed=True)
+    retry = get_endpoint(session, endpoint_id)
+    assert retry is not None
+    moment = retry.schedule.next_scan_at
+
+    delays = set()
+    for seed in range(5):
+        [claim] = claim_due_endpoints(session, now=moment, limit=1, lease=LEASE)
+        release(
+            session,
+            [Release(claim, scanned_at=moment, failed=False)],
+            now=moment,
+            policy=NO_JITTER,
+            rng=random.Random(seed),
+        )
+        stored = get_endpoint(session, endpoint_id)
+        assert stored is not None
+        delays.add(stored.schedule.next_scan_at - moment)
+        session.rollback()
+
+    assert all(timedelta(0) < delay <= DEFAULT_INTERVAL for delay in delays)
+    assert len(delays) == 5
+
+
+def test_release_follows_policy_default_interval(session: Session) -> None:
+    [endpoint_id] = add_endpoints(session, 1)
+    policy = SchedulePolicy(jitter=0, default_interval=timedelta(hours=2))
+    scan_once(session, now=NOW)
+    first = get_endpoint(session, endpoint_id)
+    assert first is not None
+    assert first.interval is None
+    moment = first.schedule.next_scan_at
+
+    [claim] = claim_due_endpoints(session, now=moment, limit=1, lease=LEASE)
+    release(
+        session,
+        [Release(claim, scanned_at=moment, failed=False)],
+        now=moment,
+        policy=policy,
+        rng=random.Random(1),
+    )
+    session.commit()
+    stored = get_endpoint(session, endpoint_id)
+
+    assert claim.interval is None
+    assert stored is not None
+    assert stored.schedule.next_scan_at == moment + timedelta(hours=2)
 
 
 def test_release_backs_off_after_failures(session: Session) -> None:
@@ -313,19 +416,14 @@ def test_claim_rejects_bad_arguments(
 
 def test_changed_interval_moves_next_scan(session: Session) -> None:
     [endpoint_id] = add_endpoints(session, 1)
-    [claim] = claim_due_endpoints(session, now=NOW, limit=1, lease=LEASE)
-    release(
-        session,
-        [Release(claim, scanned_at=NOW, failed=False)],
-        now=NOW,
-        policy=NO_JITTER,
-        rng=random.Random(1),
-    )
+    scan_once(session, now=NOW)
     target = endpoint("host0.example.test")
 
-    def next_scan_after(interval: timedelta, now: timedelta) -> object:
+    def next_scan_after(interval: timedelta, now: timedelta) -> datetime:
         settings = SourceSettings(interval=interval)
-        upsert_endpoint(session, target, now=NOW + now, settings=settings)
+        upsert_endpoint(
+            session, target, now=NOW + now, settings=settings, rng=random.Random(3)
+        )
         stored = get_endpoint(session, endpoint_id)
         assert stored is not None
         return stored.schedule.next_scan_at
@@ -335,7 +433,67 @@ def test_changed_interval_moves_next_scan(session: Session) -> None:
     longer = next_scan_after(timedelta(days=1), timedelta(minutes=30))
     same = next_scan_after(timedelta(days=1), timedelta(minutes=40))
 
-    assert shorter == NOW + timedelta(hours=1)
-    assert overdue == NOW + timedelta(minutes=20)
-    assert longer == NOW + timedelta(days=1)
-    assert same == NOW + timedelta(days=1)
+    # One new interval after the last scan, moved by at most 10 %.
+    assert abs(shorter - (NOW + timedelta(hours=1))) <= timedelta(minutes=6)
+    assert shorter != NOW + timedelta(hours=1)
+    # An overdue scan falls within the next new interval, not at once.
+    assert NOW + timedelta(minutes=20) < overdue
+    assert overdue <= NOW + timedelta(minutes=25)
+    assert abs(longer - (NOW + timedelta(days=1))) <= timedelta(hours=2, minutes=24)
+    assert same == longer
+
+
+def test_changed_interval_spreads_overdue_sources(session: Session) -> None:
+    count = 200
+    add_endpoints(session, count)
+    scan_once_all = claim_due_endpoints(session, now=NOW, limit=count, lease=LEASE)
+    release(
+        session,
+        [Release(claim, scanned_at=NOW, failed=False) for claim in scan_once_all],
+        now=NOW,
+        policy=NO_JITTER,
+        rng=random.Random(1),
+    )
+    session.commit()
+    later = NOW + timedelta(hours=7)
+    rng = random.Random(5)
+
+    for i in range(count):
+        upsert_endpoint(
+            session,
+            endpoint(f"host{i}.example.test"),
+            now=later,
+            settings=SourceSettings(interval=timedelta(hours=1)),
+            rng=rng,
+        )
+    session.commit()
+    delays = [
+        next_scan - later
+        for next_scan in session.scalars(select(EndpointRow.next_scan_at))
+    ]
+
+    assert min(delays) > timedelta(0)
+    assert max(delays) <= timedelta(hours=1)
+    tenths = Counter(int(delay / timedelta(hours=1) * 10) for delay in delays)
+    assert max(tenths.values()) <= 2 * count // 10
+
+
+def test_follow_default_again_keeps_schedule_when_same(session: Session) -> None:
+    [endpoint_id] = add_endpoints(session, 1)
+    scan_once(session, now=NOW)
+    target = endpoint("host0.example.test")
+    upsert_endpoint(
+        session, target, now=NOW, settings=SourceSettings(interval=DEFAULT_INTERVAL)
+    )
+    before = get_endpoint(session, endpoint_id)
+
+    upsert_endpoint(
+        session, target, now=NOW, settings=SourceSettings(interval=FOLLOW_DEFAULT)
+    )
+    after = get_endpoint(session, endpoint_id)
+
+    assert before is not None
+    assert after is not None
+    assert before.interval == DEFAULT_INTERVAL
+    assert after.interval is None
+    assert after.schedule.next_scan_at == before.schedule.next_scan_at

@@ -44,11 +44,13 @@ from certwatch.store.deployments import (
     DeployedCertificate,
     Deployment,
     certificate_summaries,
+    certificates_named,
     deployment_history,
     deployments_now,
     served_certificates,
 )
 from certwatch.store.models import TeamRow
+from certwatch.store.observations import index_common_names
 from certwatch.store.stale import StaleDeployment, stale_deployments
 from certwatch.x509.model import Finding
 
@@ -194,6 +196,10 @@ def where_command(name_or_fingerprint: str, as_json: bool) -> None:
         )
     now = datetime.now(UTC)
     with open_store() as sessions, sessions() as session:
+        # Certificates stored before subject CNs were indexed get their CN
+        # now, so a CN-only certificate is found by name.
+        if index_common_names(session):
+            session.commit()
         search = _search(session, name_or_fingerprint)
         deployments = _current(session, search)
         if not deployments:
@@ -305,6 +311,15 @@ def _nothing_found(session: Session, search: _Search) -> str:
         seen.extend(deployment_history(session, sha256=sha256))
     for name in search.names:
         seen.extend(deployment_history(session, name=name))
+    stored = list(search.sha256s)
+    for name in search.names:
+        stored.extend(certificates_named(session, name))
+    if not seen and stored:
+        return (
+            f"No certificate for {search.text!r} is deployed now: it was seen, "
+            "but every endpoint and file that showed it has been removed; add "
+            "them again with 'certwatch add' to watch them."
+        )
     if not seen:
         digits = search.text.strip().replace(":", "").lower()
         hint = ""

@@ -28,6 +28,7 @@ from certwatch.commands.output import (
 from certwatch.commands.queries import (
     ServedCertificate,
     find_endpoints,
+    not_found_hint,
     served_certificates,
 )
 from certwatch.commands.store import open_store
@@ -108,9 +109,10 @@ def _histories(session: Session, text: str) -> list[SourceHistory]:
                 )
             )
     if not histories:
+        hints = "".join(not_found_hint(session, e) for e in sources.endpoints)
         raise click.ClickException(
-            f"{text!r} is not in the inventory: add it with 'certwatch add', or "
-            "run 'certwatch list' to see what is."
+            f"{text!r} is not in the inventory: run 'certwatch list' to see what "
+            f"is, or add it with 'certwatch add'.{hints}"
         )
     return histories
 

@@ -13,21 +13,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from sqlalchemy.orm import Session
 
-from certwatch.alerts.policy import parse_schedule
 from certwatch.arguments import classify_items
-from certwatch.commands.options import threshold_options
+from certwatch.commands.options import protocol_option, threshold_options
 from certwatch.commands.output import (
     closed_pipe_ignored,
     echo_json,
 )
-from certwatch.commands.queries import find_endpoints
+from certwatch.commands.queries import find_endpoints, not_found_hint
 from certwatch.commands.store import open_store
 from certwatch.errors import CertwatchError, TargetError
-from certwatch.monitor.instant import ScanSetup, StoredSources, scan_and_record
 from certwatch.monitor.settings import (
     MonitorSettings,
     SettingsError,
@@ -39,6 +38,7 @@ from certwatch.report.console import stdout_console
 from certwatch.report.json import render_document
 from certwatch.report.table import print_table
 from certwatch.result import worst_status
+from certwatch.store.accounts import adopt_teams_without_members
 from certwatch.store.inventory import (
     AmbiguousEndpointError,
     EndpointRecord,
@@ -52,7 +52,12 @@ from certwatch.store.inventory import (
     upsert_endpoint,
     upsert_file_source,
 )
-from certwatch.targets import Endpoint, apply_overrides, parse_resolve
+from certwatch.targets import (
+    DEFAULT_PROTOCOL,
+    Endpoint,
+    apply_overrides,
+    parse_resolve,
+)
 from certwatch.truststore import load_roots
 from certwatch.x509.expiry import parse_thresholds
 from certwatch.x509.model import AnalysisPolicy
@@ -60,6 +65,9 @@ from certwatch.x509.model import AnalysisPolicy
 # Tags travel in one CSV cell separated by this character, so no tag may
 # contain it.
 TAG_SEPARATOR = ";"
+
+if TYPE_CHECKING:
+    from certwatch.monitor.instant import StoredSources
 
 
 @dataclass(frozen=True)
@@ -74,14 +82,21 @@ class Sources:
     paths: list[str]
 
 
-def parse_sources(texts: Sequence[str], *, paths_must_exist: bool) -> Sources:
+def parse_sources(
+    texts: Sequence[str],
+    *,
+    paths_must_exist: bool,
+    protocol: str = DEFAULT_PROTOCOL,
+) -> Sources:
     """Classify arguments like `certwatch check` does, rejecting invalid ones.
+
+    Targets without a scheme get `protocol`, a protocol name or `auto`.
 
     Raises:
         click.UsageError: a target is invalid, or a path is missing when
             `paths_must_exist` is set; the message lists every such argument.
     """
-    paths, endpoints, invalid = classify_items(texts)
+    paths, endpoints, invalid = classify_items(texts, protocol)
     problems = [str(item.error) for item in invalid]
     absolute = []
     for given in paths:
@@ -147,7 +162,7 @@ def store_endpoint(
     now: datetime,
     team_only: bool = False,
 ) -> Upserted[EndpointRecord]:
-    """Upsert an endpoint; a new one without an interval gets `default_interval`.
+    """Upsert an endpoint; one without an interval follows `default_interval`.
 
     `team_only` is that of `certwatch.store.inventory.upsert_endpoint`.
     """
@@ -169,7 +184,7 @@ def store_file_source(
     default_interval: timedelta,
     now: datetime,
 ) -> Upserted[FileSourceRecord]:
-    """Upsert a file source; a new one without an interval gets `default_interval`."""
+    """Upsert a file source; one without an interval follows `default_interval`."""
     return upsert_file_source(
         session, path, now=now, settings=settings, default_interval=default_interval
     )
@@ -235,6 +250,7 @@ def check_tags(tags: Sequence[str]) -> tuple[str, ...]:
     "days before expiry such as 30,14,7 or shares of the lifetime such as "
     "20%,5%; an empty value goes back to the team's.",
 )
+@protocol_option
 @threshold_options
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report.")
 def add_command(
@@ -246,17 +262,24 @@ def add_command(
     only_ca_file: bool,
     resolve_values: tuple[str, ...],
     reminders: str | None,
+    protocol: str,
     warning: str | None,
     critical: str | None,
     as_json: bool,
 ) -> None:
     """Add endpoints and certificate files to the inventory and check them now.
 
-    Arguments are read as by 'certwatch check'. Adding one that is already
-    in the inventory updates its settings. The report and exit code are
-    those of 'certwatch check': 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    Arguments are read as by 'certwatch check', with --protocol for targets
+    without a scheme. Adding one that is already in the inventory updates
+    its settings. The report and exit code are those of 'certwatch check':
+    0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
     """
-    sources = _pinned(parse_sources(items, paths_must_exist=True), resolve_values)
+    # The scan engine is imported here, not at the top, because `list` and
+    # other commands that share this module's helpers never scan.
+    from certwatch.monitor.instant import ScanSetup, scan_and_record
+
+    parsed = parse_sources(items, paths_must_exist=True, protocol=protocol)
+    sources = _pinned(parsed, resolve_values)
     settings = SourceSettings(
         team=team,
         tags=check_tags(tags) if tags else None,
@@ -283,6 +306,7 @@ def add_command(
             team_name = team.strip() if team is not None else None
             new_team = team_name is not None and team_name not in list_teams(session)
             stored = _store_sources(session, sources, settings, monitor, now)
+            adopt_teams_without_members(session, now=now)
         if new_team:
             # A mistyped team name would otherwise move the sources to a team
             # whose alerts reach no contact.
@@ -322,6 +346,10 @@ def _pinned_address(text: str | None) -> str | None:
 
 def _reminders(text: str | None) -> str | None:
     """Validate `--reminders` and return it normalised; "" clears the schedule."""
+    # Imported here because the alerts package loads every alert channel,
+    # which the commands that share this module's helpers do not need.
+    from certwatch.alerts.policy import parse_schedule
+
     if text is None or not text.strip():
         return text
     try:
@@ -337,15 +365,26 @@ def _store_sources(
     monitor: MonitorSettings,
     now: datetime,
 ) -> StoredSources:
+    from certwatch.monitor.instant import StoredSources
+
     created = updated = 0
     endpoints: dict[int, Endpoint] = {}
     paths: dict[int, str] = {}
     default = monitor.default_interval
     try:
         for endpoint in sources.endpoints:
+            pins = _pinned_elsewhere(session, endpoint)
             stored = store_endpoint(
                 session, endpoint, settings, default_interval=default, now=now
             )
+            if stored.created and pins:
+                click.echo(
+                    f"Warning: {endpoint.target!r} is also in the inventory pinned "
+                    f"to {', '.join(pins)}; this added an endpoint that asks DNS "
+                    "for its addresses. To change the pinned endpoints instead, "
+                    "add them again with their --resolve.",
+                    err=True,
+                )
             endpoints[stored.record.id] = endpoint
             created += stored.created
             updated += not stored.created
@@ -365,6 +404,14 @@ def _store_sources(
         err=True,
     )
     return StoredSources(endpoints=endpoints, paths=paths)
+
+
+def _pinned_elsewhere(session: Session, endpoint: Endpoint) -> list[str]:
+    """Return the pinned addresses of stored endpoints that an unpinned one repeats."""
+    if endpoint.address:
+        return []
+    found = find_endpoints(session, endpoint)
+    return sorted({r.endpoint.address for r in found if r.endpoint.address})
 
 
 @click.command("remove")
@@ -392,13 +439,22 @@ def remove_command(
     pinned = _pinned_address(address)
     with open_store() as sessions, sessions.begin() as session:
         missing: list[str] = []
+        hints: list[str] = []
         endpoint_ids: list[int] = []
         for endpoint in sources.endpoints:
             found = find_endpoints(session, endpoint, team=team)
             if pinned is not None:
+                elsewhere = sorted(r.endpoint.address or "DNS" for r in found)
                 found = [r for r in found if r.endpoint.address == pinned]
+                if not found and elsewhere:
+                    hints.append(
+                        f" {endpoint.target!r} is pinned to "
+                        f"{', '.join(elsewhere)}, not to {pinned}."
+                    )
             if not found:
                 missing.append(endpoint.target)
+                if not hints:
+                    hints.append(not_found_hint(session, endpoint))
             _check_one_team(endpoint, found)
             endpoint_ids.extend(record.id for record in found)
         for path in sources.paths:
@@ -409,7 +465,7 @@ def remove_command(
             names = ", ".join(repr(text) for text in missing)
             raise click.ClickException(
                 f"Not in the inventory: {names}. Nothing was removed; "
-                "run 'certwatch list' to see what is."
+                f"run 'certwatch list' to see what is.{''.join(hints)}"
             )
         for endpoint_id in endpoint_ids:
             remove_endpoint(session, endpoint_id)

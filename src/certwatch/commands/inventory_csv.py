@@ -13,14 +13,17 @@ import ipaddress
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Literal, TextIO
 
+from certwatch.alerts.policy import ScheduleError, parse_schedule
 from certwatch.arguments import CERTIFICATE_SUFFIXES, looks_like_path
 from certwatch.commands.output import format_interval
 from certwatch.errors import CertwatchError
 from certwatch.monitor.settings import parse_duration
 from certwatch.store.inventory import (
+    FOLLOW_DEFAULT,
     EndpointRecord,
     FileSourceRecord,
     SourceSettings,
@@ -44,8 +47,13 @@ COLUMNS = (
     "interval",
     "enabled",
     "notes",
+    "reminders",
 )
 TAG_SEPARATOR = ";"
+
+# The cell text that makes a source follow the configured default interval,
+# or its team's reminder schedule.
+DEFAULT_CELL = "default"
 
 # The same limit as the store's team names.
 MAX_TEAM_LENGTH = 200
@@ -370,19 +378,44 @@ def _settings(cells: dict[str, str]) -> SourceSettings:
         )
     except CertwatchError as exc:
         raise _RowError(str(exc)) from None
-    interval_text = cells.get("interval", "").strip()
-    try:
-        interval = parse_duration(interval_text) if interval_text else None
-    except ValueError as exc:
-        raise _RowError(str(exc)) from None
     notes = cells.get("notes", "")
     return SourceSettings(
         team=team or None,
         tags=tags if tags_text else None,
-        interval=interval,
+        interval=_interval(cells.get("interval", "")),
         enabled=_enabled(cells.get("enabled", "")),
         notes=notes if notes.strip() else None,
+        reminders=_reminders(cells.get("reminders", "")),
     )
+
+
+def _interval(text: str) -> timedelta | Literal["default"] | None:
+    value = text.strip()
+    if not value:
+        return None
+    if value.lower() == DEFAULT_CELL:
+        return FOLLOW_DEFAULT
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise _RowError(
+            f"{exc} Or write {DEFAULT_CELL!r} to follow the configured default."
+        ) from None
+
+
+def _reminders(text: str) -> str | None:
+    """Return the reminder schedule of a cell, "" for the team's schedule."""
+    value = text.strip()
+    if not value:
+        return None
+    if value.lower() == DEFAULT_CELL:
+        return ""
+    try:
+        return parse_schedule(value).text
+    except ScheduleError as exc:
+        raise _RowError(
+            f"{exc} Or write {DEFAULT_CELL!r} to use the team's reminders."
+        ) from None
 
 
 def _enabled(text: str) -> bool | None:
@@ -443,12 +476,15 @@ def _settings_cells(record: EndpointRecord | FileSourceRecord) -> list[str]:
                 f"Tag {tag!r} contains {TAG_SEPARATOR!r}, which separates tags in "
                 "CSV: export with --format json instead."
             )
+    # An empty interval or reminders cell follows the default, and an
+    # import into an empty store keeps following it.
     return [
         _guarded(record.team),
         _guarded(TAG_SEPARATOR.join(record.tags)),
-        format_interval(record.interval),
+        "" if record.interval is None else format_interval(record.interval),
         "true" if record.enabled else "false",
         _guarded(record.notes),
+        record.reminders or "",
     ]
 
 

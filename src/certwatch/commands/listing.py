@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.orm import Session
 
-from certwatch.commands.inventory import check_tags
+from certwatch.commands.inventory import check_tags, monitor_settings
 from certwatch.commands.output import (
     INVENTORY_SCHEMA_VERSION,
     closed_pipe_ignored,
@@ -26,7 +26,7 @@ from certwatch.commands.output import (
     days_until,
     echo_json,
     finding_document,
-    format_interval,
+    format_source_interval,
     minute,
     status_cell,
     timestamp,
@@ -44,6 +44,7 @@ from certwatch.store.inventory import (
     list_endpoints,
     list_file_sources,
 )
+from certwatch.store.latest_reasons import latest_reasons
 from certwatch.store.stale import stale_by_endpoint, stale_deployments
 from certwatch.x509.model import Finding
 
@@ -61,11 +62,14 @@ class ListedSource:
     """One row of `certwatch list`: an endpoint or a file source.
 
     `findings` contains the findings that depend on other places, such as
-    `stale_deployment`, computed when the listing is made.
+    `stale_deployment`, computed when the listing is made. `reasons` are the
+    error reasons and finding codes of the latest scan, such as
+    `starttls_not_offered` or `timeout`.
     """
 
     record: EndpointRecord | FileSourceRecord
     findings: tuple[Finding, ...] = ()
+    reasons: tuple[str, ...] = ()
 
     @property
     def target(self) -> str:
@@ -85,6 +89,16 @@ class ListedSource:
     @property
     def scanned_at(self) -> datetime | None:
         return self.record.schedule.last_scanned_at
+
+    @property
+    def expiry_last_seen(self) -> bool:
+        """Whether `not_after` comes from an earlier scan than the latest.
+
+        A scan that obtains no certificate, as during an outage, keeps the
+        not_after of the last certificate seen.
+        """
+        schedule = self.record.schedule
+        return schedule.not_after is not None and schedule.consecutive_failures > 0
 
 
 @dataclass(frozen=True)
@@ -137,6 +151,7 @@ def list_command(
     obtained no certificate follow, and never scanned ones come last.
     """
     now = datetime.now(UTC)
+    default_interval = monitor_settings().default_interval
     filters = InventoryFilter(
         tags=check_tags(tags),
         expiring_by=None if expiring is None else now + timedelta(days=expiring),
@@ -147,7 +162,7 @@ def list_command(
 
     with closed_pipe_ignored():
         if as_json:
-            echo_json(_list_document(listing, now, limit))
+            echo_json(_list_document(listing, now, limit, default_interval))
             if len(listing.sources) < listing.total:
                 # A script reading the JSON may not check "total"; say on
                 # stderr that this is a page, so it is never silent.
@@ -157,7 +172,7 @@ def list_command(
                     err=True,
                 )
         else:
-            _print_list(listing, now)
+            _print_list(listing, now, default_interval)
 
 
 def list_sources(
@@ -178,8 +193,23 @@ def list_sources(
         if endpoint_ids
         else []
     )
-    sources = [ListedSource(record, _findings(record, stale)) for record in records]
+    reasons = latest_reasons(
+        session,
+        endpoint_ids=endpoint_ids,
+        file_source_ids=[r.id for r in records if isinstance(r, FileSourceRecord)],
+    )
+    sources = [
+        ListedSource(
+            record, _findings(record, stale), reasons.get(_source_key(record), ())
+        )
+        for record in records
+    ]
     return Listing(sources, total)
+
+
+def _source_key(record: EndpointRecord | FileSourceRecord) -> tuple[str, int]:
+    kind = "endpoint" if isinstance(record, EndpointRecord) else "file"
+    return (kind, record.id)
 
 
 def _expiry_order(record: EndpointRecord | FileSourceRecord) -> tuple[Any, ...]:
@@ -205,17 +235,24 @@ def _findings(
     return tuple(item.finding for item in stale.get(record.id, ()))
 
 
-def _list_document(listing: Listing, now: datetime, limit: int) -> dict[str, Any]:
+def _list_document(
+    listing: Listing, now: datetime, limit: int, default_interval: timedelta
+) -> dict[str, Any]:
     return {
         "schema_version": INVENTORY_SCHEMA_VERSION,
         "listed_at": timestamp(now),
         "total": listing.total,
         "limit": limit or None,
-        "sources": [_source_document(source, now) for source in listing.sources],
+        "sources": [
+            _source_document(source, now, default_interval)
+            for source in listing.sources
+        ],
     }
 
 
-def _source_document(source: ListedSource, now: datetime) -> dict[str, Any]:
+def _source_document(
+    source: ListedSource, now: datetime, default_interval: timedelta
+) -> dict[str, Any]:
     record = source.record
     document: dict[str, Any] = {"id": record.id}
     if isinstance(record, EndpointRecord):
@@ -235,7 +272,8 @@ def _source_document(source: ListedSource, now: datetime) -> dict[str, Any]:
     document.update(
         team=record.team,
         tags=list(record.tags),
-        interval_seconds=int(record.interval.total_seconds()),
+        interval_seconds=int((record.interval or default_interval).total_seconds()),
+        interval_default=record.interval is None,
         enabled=record.enabled,
         notes=record.notes,
         reminders=record.reminders,
@@ -243,14 +281,17 @@ def _source_document(source: ListedSource, now: datetime) -> dict[str, Any]:
         scanned_at=timestamp(source.scanned_at),
         not_after=timestamp(source.not_after),
         days_left=days_until(source.not_after, now),
+        not_after_last_seen=source.expiry_last_seen,
+        reasons=list(source.reasons),
         findings=[finding_document(finding) for finding in source.findings],
     )
     return document
 
 
-def _print_list(listing: Listing, now: datetime) -> None:
+def _print_list(listing: Listing, now: datetime, default_interval: timedelta) -> None:
     table = Table(header_style="bold")
     table.add_column("Status", no_wrap=True)
+    table.add_column("Reason", overflow="fold")
     table.add_column("Days", justify="right", no_wrap=True)
     table.add_column("Not after (UTC)", no_wrap=True)
     table.add_column("Target", overflow="fold")
@@ -260,11 +301,13 @@ def _print_list(listing: Listing, now: datetime) -> None:
     table.add_column("Last scan (UTC)", no_wrap=True)
     for source in listing.sources:
         record = source.record
-        interval = format_interval(record.interval)
+        interval = format_source_interval(record.interval, default_interval)
+        expiry = minute(source.not_after)
         table.add_row(
             status_cell(source.status),
+            plain_text(", ".join(source.reasons) or "-"),
             days_cell(days_until(source.not_after, now)),
-            Text(minute(source.not_after)),
+            Text(f"{expiry} (last seen)" if source.expiry_last_seen else expiry),
             plain_text(_target_label(source)),
             plain_text(record.team),
             plain_text(", ".join(record.tags) or "-"),

@@ -80,6 +80,13 @@ def format_interval(interval: timedelta) -> str:
     return "".join(parts) or "0s"
 
 
+def format_source_interval(interval: timedelta | None, default: timedelta) -> str:
+    """Format a source's interval, `default (6h)` when it follows the default."""
+    if interval is None:
+        return f"default ({format_interval(default)})"
+    return format_interval(interval)
+
+
 def certificate_names(summary: CertificateSummary) -> list[str]:
     """Return the SAN names and addresses of a certificate, else its CN or subject."""
     names = [*summary.dns_names, *summary.ip_addresses]

@@ -63,6 +63,28 @@ def find_endpoints(
     return [record for record in records if record is not None]
 
 
+def not_found_hint(session: Session, endpoint: Endpoint) -> str:
+    """Return a hint naming the stored endpoints of the same host on other ports.
+
+    A target written without a port means port 443 (or its protocol's
+    port), which is easy to miss for an endpoint added as `host:8443`.
+    The hint is empty when the host has no other endpoint.
+    """
+    stored = session.execute(
+        select(EndpointRow.target, EndpointRow.port)
+        .where(EndpointRow.host == endpoint.host, EndpointRow.port != endpoint.port)
+        .order_by(EndpointRow.port, EndpointRow.target)
+        .limit(5)
+    ).all()
+    if not stored:
+        return ""
+    names = ", ".join(dict.fromkeys(repr(row.target) for row in stored))
+    return (
+        f" The inventory has {names} on another port: a target without a port "
+        f"means port {endpoint.port}, so give the port."
+    )
+
+
 def fingerprints_with_prefix(
     session: Session, prefix: str, *, limit: int = 10
 ) -> list[str]:

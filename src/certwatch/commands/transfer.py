@@ -1,8 +1,10 @@
 """`certwatch import` and `certwatch export`: move the inventory in and out.
 
 Both CSV (for spreadsheets) and the store's JSON document are read and
-written. Neither carries observations or the schedule: imported sources are
-due for a scan at once.
+written. CSV carries endpoints and files only; JSON also carries teams with
+their alert settings and contacts, secrets included. Neither carries
+observations, accounts or the schedule: imported sources are due for a scan
+at once.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from certwatch.commands.inventory import (
@@ -33,8 +36,16 @@ from certwatch.commands.inventory_csv import (
 from certwatch.commands.output import closed_pipe_ignored, echo_json
 from certwatch.commands.store import open_store
 from certwatch.errors import CertwatchError
-from certwatch.store.export import export_inventory, import_inventory
+from certwatch.store.accounts import adopt_teams_without_members
+from certwatch.store.alerts import teams_with_recipients
+from certwatch.store.export import (
+    InventoryImportError,
+    export_inventory,
+    import_inventory,
+)
+from certwatch.store.export_teams import export_teams
 from certwatch.store.inventory import list_endpoints, list_file_sources
+from certwatch.store.models import EndpointRow, FileSourceRow, TeamRow
 
 
 @click.command("import")
@@ -75,14 +86,30 @@ def _import_json(text: str, file: Path, now: datetime) -> None:
             f"{str(file)!r} holds no inventory object: give a file written by "
             "'certwatch export --format json'."
         )
+    default_interval = monitor_settings().default_interval
     with open_store() as sessions, sessions.begin() as session:
         try:
-            counts = import_inventory(session, document, now=now)
+            counts = import_inventory(
+                session, document, now=now, default_interval=default_interval
+            )
+            adopt_teams_without_members(session, now=now)
+        except InventoryImportError as exc:
+            # Raising inside the transaction rolls back what was written.
+            for problem in exc.problems:
+                click.echo(f"{file}: {problem}", err=True)
+            entries = "entry is" if len(exc.problems) == 1 else "entries are"
+            raise click.ClickException(
+                f"{len(exc.problems)} {entries} invalid in {str(file)!r}, so "
+                "nothing was imported: fix the entries listed above and import "
+                "the file again."
+            ) from exc
         except CertwatchError as exc:
             raise click.ClickException(
                 f"{exc} Nothing was imported from {str(file)!r}."
             ) from exc
+        unreached = _teams_reaching_nobody(session)
     click.echo(f"Imported {file}: {counts.created} added, {counts.updated} updated.")
+    _warn_unreached(unreached)
 
 
 def _import_csv(text: str, file: Path, now: datetime) -> None:
@@ -114,8 +141,35 @@ def _import_csv(text: str, file: Path, now: datetime) -> None:
         if problems:
             # Raising inside the transaction rolls back the rows stored so far.
             _fail(file, problems)
+        adopt_teams_without_members(session, now=now)
+        unreached = _teams_reaching_nobody(session)
     updated = len(parsed.entries) - created
     click.echo(f"Imported {file}: {created} added, {updated} updated.")
+    _warn_unreached(unreached)
+
+
+def _teams_reaching_nobody(session: Session) -> list[str]:
+    """Return the teams that watch sources but have no contact that gets alerts."""
+    watching = select(EndpointRow.team_id).union(select(FileSourceRow.team_id))
+    rows = session.scalars(
+        select(TeamRow.name)
+        .where(
+            TeamRow.id.in_(watching),
+            TeamRow.id.not_in(sorted(teams_with_recipients(session)) or [-1]),
+        )
+        .order_by(TeamRow.name)
+    )
+    return list(rows)
+
+
+def _warn_unreached(teams: list[str]) -> None:
+    for name in teams:
+        click.echo(
+            f"Warning: team {name!r} has no contact that receives alerts, so its "
+            "alerts reach nobody: add one with 'certwatch contact add "
+            f"{name} email:ADDRESS'.",
+            err=True,
+        )
 
 
 def _store_entries(
@@ -156,6 +210,27 @@ def _store_entries(
     return created, problems
 
 
+def _warn_teams_left_out(session: Session) -> None:
+    """Say on stderr which teams have settings or contacts that CSV leaves out."""
+    names = [
+        team["name"]
+        for team in export_teams(session)
+        if team["contacts"]
+        or any(
+            team[key] is not None
+            for key in ("reminders", "escalate_after_seconds", "endpoint_limit")
+        )
+    ]
+    if names:
+        listed = ", ".join(repr(name) for name in names)
+        teams = "team" if len(names) == 1 else "teams"
+        click.echo(
+            f"Warning: the CSV export leaves out the alert settings and contacts "
+            f"of the {teams} {listed}: use --format json to keep them.",
+            err=True,
+        )
+
+
 def _fail(file: Path, problems: list[CsvProblem]) -> None:
     for problem in problems:
         click.echo(f"{file}:{problem.line}: {problem.message}", err=True)
@@ -173,13 +248,15 @@ def _fail(file: Path, problems: list[CsvProblem]) -> None:
     type=click.Choice(["csv", "json"]),
     default="csv",
     show_default=True,
-    help="CSV for spreadsheets, or JSON, which also keeps teams without "
-    "endpoints or files.",
+    help="CSV for spreadsheets (endpoints and files only), or JSON, which "
+    "also keeps teams with their alert settings and contacts.",
 )
 def export_command(output_format: str) -> None:
     """Print the whole inventory, which 'certwatch import' reads back.
 
-    Observations and the scan schedule are not exported.
+    The JSON export contains contact secrets such as webhook URLs: keep
+    the file as safe as a password. Observations, accounts and the scan
+    schedule are not exported.
     """
     with open_store() as sessions, sessions() as session:
         if output_format == "json":
@@ -193,6 +270,7 @@ def export_command(output_format: str) -> None:
             except CsvError as exc:
                 raise click.ClickException(str(exc)) from exc
             document = buffer.getvalue()
+            _warn_teams_left_out(session)
 
     with closed_pipe_ignored():
         if output_format == "json":

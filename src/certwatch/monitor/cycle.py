@@ -1,19 +1,22 @@
 """One monitoring cycle: claim sources in batches, scan them, record, release.
 
-Each batch goes through four steps:
+Each batch goes through these steps:
 
 1. claim up to `batch_size` sources under a lease and commit, so other
    scanners skip them;
-2. probe the endpoints (or read the files) while a background task renews
-   the lease every third of its length;
-3. in one transaction, detect certificate changes, record the observations
-   and the changes, and release every claim with its next scan time;
-4. log one line per finished scan.
+2. probe the endpoints (or read the files) while a background task renews,
+   every third of the lease, the leases of the sources not recorded yet;
+3. as scans finish, record them in transactions (see `FlushPolicy`). Each
+   transaction detects certificate changes, records the observations and
+   the changes, and releases the claims of its sources with their next scan
+   time. It runs in a worker thread, so probing goes on meanwhile;
+4. log one line per recorded scan.
 
-A process killed in step 2 loses only that batch: earlier batches are
-committed, and its leases expire so the sources are claimed again. A
-failure in step 2 or 3 abandons the claims when the database is still
-reachable, so the sources are due again at once.
+A process killed in step 2 or 3 loses only the scans not recorded yet:
+earlier transactions are committed, and the remaining leases expire so
+those sources are claimed again. A failure abandons the claims not
+recorded yet when the database is still reachable, so those sources are
+due again at once.
 """
 
 from __future__ import annotations
@@ -24,7 +27,14 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
@@ -33,11 +43,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from certwatch.check import check_endpoints, check_paths
 from certwatch.monitor.changes import detect_changes
+from certwatch.monitor.scanning import FinishedScan, read_file_sources, scan_endpoints
 from certwatch.monitor.settings import MonitorSettings
 from certwatch.probe.resolve import Resolver, SystemResolver
-from certwatch.result import Result
 from certwatch.store.changes import insert_changes
 from certwatch.store.leases import claim_endpoints, claim_file_sources, renew_leases
 from certwatch.store.models import EndpointRow, FileSourceRow
@@ -52,7 +61,6 @@ from certwatch.store.schedule import (
     release,
 )
 from certwatch.store.stale import record_stale_findings
-from certwatch.targets import Endpoint
 from certwatch.x509.model import AnalysisPolicy
 
 logger = logging.getLogger(__name__)
@@ -60,7 +68,6 @@ logger = logging.getLogger(__name__)
 SessionFactory = Callable[[], Session]
 Clock = Callable[[], datetime]
 ClaimT = TypeVar("ClaimT", EndpointClaim, FileSourceClaim)
-ResultT = TypeVar("ResultT")
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,33 @@ class Selection:
 
 
 DUE = Selection()
+
+
+@dataclass(frozen=True)
+class FlushPolicy:
+    """The bounds on how long finished scans wait to be recorded.
+
+    A cycle records finished scans together in one transaction, once
+    `max_scans` of them wait or `max_wait` seconds after the first of them
+    finished, whichever comes first. So a large batch takes few
+    transactions, and a scan that finished early is not held back by a
+    slow one in its batch.
+    """
+
+    max_scans: int = 100
+    max_wait: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.max_scans < 1:
+            raise ValueError(f"Invalid max_scans {self.max_scans!r}: give at least 1.")
+        if self.max_wait <= 0:
+            raise ValueError(
+                f"Invalid max_wait {self.max_wait!r}: give a positive number "
+                "of seconds."
+            )
+
+
+DEFAULT_FLUSH = FlushPolicy()
 
 
 def _still_stored(session: Session, scans: list[CompletedScan]) -> list[CompletedScan]:
@@ -121,9 +155,10 @@ def describe_statuses(statuses: dict[str, int]) -> str:
 class CycleReport:
     """The outcome of one cycle.
 
-    `batches` counts the committed batches, each one transaction.
+    `batches` counts the batches whose scans were all recorded, and
+    `writes` the transactions that recorded scans (one or more per batch).
     `lost_leases` counts claims whose lease expired and was taken by
-    another scanner before the batch was recorded. Their observations are
+    another scanner before their scan was recorded. Their observations are
     stored, but their next scan time is the one the other scanner sets.
     `busy` counts listed sources skipped because another scanner held them.
     `stopped` is whether a stop request ended the cycle before it ran out
@@ -139,6 +174,7 @@ class CycleReport:
     failed: int = 0
     changes: int = 0
     batches: int = 0
+    writes: int = 0
     lost_leases: int = 0
     busy: int = 0
     stopped: bool = False
@@ -162,17 +198,19 @@ def run_cycle(
     rng: random.Random | None = None,
     stop: threading.Event | None = None,
     on_scan: Callable[[CompletedScan], None] | None = None,
+    flush: FlushPolicy = DEFAULT_FLUSH,
 ) -> CycleReport:
     """Scan the selected sources in batches and record what was seen.
 
     `sessions` opens a new session (a `sessionmaker` does). `now_fn` is the
     clock; the cycle reads it for claims, analysis, observation times and
     rescheduling. Setting `stop` ends the cycle after the current batch.
-    `on_scan` receives each scan once its batch is committed.
+    `on_scan` receives each scan once its transaction is committed.
+    `flush` bounds how long finished scans wait to be recorded.
 
     Raises:
-        sqlalchemy.exc.SQLAlchemyError: the database failed; committed
-            batches stay, and the current batch's leases expire.
+        sqlalchemy.exc.SQLAlchemyError: the database failed; recorded
+            scans stay, and the leases of the others expire.
     """
     cycle = _Cycle(
         sessions=sessions,
@@ -184,6 +222,7 @@ def run_cycle(
         rng=rng or random.Random(),
         stop=stop or threading.Event(),
         on_scan=on_scan or (lambda scan: None),
+        flush=flush,
     )
     return cycle.run()
 
@@ -201,6 +240,7 @@ class _Cycle:
         rng: random.Random,
         stop: threading.Event,
         on_scan: Callable[[CompletedScan], None],
+        flush: FlushPolicy,
     ) -> None:
         self.sessions = sessions
         self.now_fn = now_fn
@@ -211,6 +251,7 @@ class _Cycle:
         self.rng = rng
         self.stop = stop
         self.on_scan = on_scan
+        self.flush = flush
         self.report = CycleReport(started_at=now_fn())
         self._endpoint_queue = list(selection.endpoint_ids or ())
         self._file_queue = list(selection.file_source_ids or ())
@@ -220,9 +261,22 @@ class _Cycle:
     def run(self) -> CycleReport:
         started = time.perf_counter()
         for claims in self._batches(self._claim_endpoints):
-            self._scan_endpoints(claims)
+            scans = scan_endpoints(
+                claims,
+                settings=self.settings,
+                policy=self.policy,
+                now_fn=self.now_fn,
+                resolver=self.resolver,
+            )
+            self._scan_batch(claims, scans)
         for file_claims in self._batches(self._claim_file_sources):
-            self._scan_file_sources(file_claims)
+            scans = read_file_sources(
+                file_claims,
+                settings=self.settings,
+                policy=self.policy,
+                now_fn=self.now_fn,
+            )
+            self._scan_batch(file_claims, scans)
 
         report = self.report
         report.finished_at = self.now_fn()
@@ -308,77 +362,42 @@ class _Cycle:
                 return claims
         return []
 
-    def _scan_endpoints(self, claims: list[EndpointClaim]) -> None:
-        grouped = self._guarded(claims, self._probe(claims))
-        scanned_at = self.now_fn()
-        scans = [
-            CompletedScan(scanned_at, tuple(found), endpoint_id=claim.endpoint_id)
-            for claim, found in zip(claims, grouped, strict=True)
-        ]
-        self._record(claims, scans)
-        self.report.endpoints += len(scans)
-        self._endpoints_done.update(c.endpoint_id for c in claims)
-        for claim, scan in zip(claims, scans, strict=True):
-            _log_scan(f"endpoint {claim.endpoint_id} {claim.endpoint.target}", scan)
-
-    def _scan_file_sources(self, claims: list[FileSourceClaim]) -> None:
-        now = self.now_fn()
-
-        def read_all() -> list[list[Result]]:
-            return [
-                check_paths(
-                    [claim.path],
-                    policy=self.policy,
-                    now=now,
-                    pkcs12_password=self.settings.pkcs12_password,
-                ).results
-                for claim in claims
-            ]
-
-        found = self._guarded(claims, asyncio.to_thread(read_all))
-        scanned_at = self.now_fn()
-        scans = [
-            CompletedScan(scanned_at, tuple(results), file_source_id=c.file_source_id)
-            for c, results in zip(claims, found, strict=True)
-        ]
-        self._record(claims, scans)
-        self.report.file_sources += len(scans)
-        self._files_done.update(c.file_source_id for c in claims)
-        for claim, scan in zip(claims, scans, strict=True):
-            _log_scan(f"file source {claim.file_source_id} {claim.path}", scan)
-
-    def _guarded(
+    def _scan_batch(
         self,
         claims: Sequence[EndpointClaim | FileSourceClaim],
-        work: Awaitable[ResultT],
-    ) -> ResultT:
-        """Run `work` while renewing the leases; abandon the claims if it fails."""
+        scans: AsyncGenerator[FinishedScan, None],
+    ) -> None:
+        """Scan one batch, recording the scans as they finish.
+
+        A failure abandons the claims whose scans are not recorded yet, so
+        those sources are due again at once. Recorded scans stay.
+        """
+        pending = _Pending(claims)
         try:
-            return asyncio.run(self._renewing(claims, work))
+            asyncio.run(
+                self._renewing(pending, self._record_as_finished(pending, scans))
+            )
         except BaseException:
-            self._abandon(claims)
+            self._abandon(pending.unrecorded())
             raise
+        self.report.batches += 1
 
-    async def _renewing(
-        self,
-        claims: Sequence[EndpointClaim | FileSourceClaim],
-        work: Awaitable[ResultT],
-    ) -> ResultT:
-        renewal = asyncio.create_task(self._renew_periodically(claims))
+    async def _renewing(self, pending: _Pending, work: Awaitable[None]) -> None:
+        renewal = asyncio.create_task(self._renew_periodically(pending))
         try:
-            return await work
+            await work
         finally:
             renewal.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewal
 
-    async def _renew_periodically(
-        self, claims: Sequence[EndpointClaim | FileSourceClaim]
-    ) -> None:
+    async def _renew_periodically(self, pending: _Pending) -> None:
         period = self.settings.lease.total_seconds() / 3
         while True:
             await asyncio.sleep(period)
-            await asyncio.to_thread(self._renew, claims)
+            claims = pending.unrecorded()
+            if claims:
+                await asyncio.to_thread(self._renew, claims)
 
     def _renew(self, claims: Sequence[EndpointClaim | FileSourceClaim]) -> None:
         try:
@@ -398,81 +417,144 @@ class _Cycle:
             return
         logger.debug("renewed %d of %d leases", renewed, len(claims))
 
-    async def _probe(self, claims: list[EndpointClaim]) -> list[list[Result]]:
-        """Probe the claimed endpoints; return the results of each claim."""
-        grouped: list[list[Result]] = [[] for _ in claims]
-        for round_positions in _rounds(claims):
-            index = {_identity(claims[p].endpoint): p for p in round_positions}
-            async for result in check_endpoints(
-                [claims[p].endpoint for p in round_positions],
-                settings=self.settings.probe,
-                policy=self.policy,
-                now=self.now_fn(),
-                resolver=self.resolver,
-                workers=self.settings.workers,
-            ):
-                grouped[index[_result_identity(result)]].append(result)
-        for found in grouped:
-            found.sort(key=lambda result: result.address or "")
-        return grouped
+    async def _record_as_finished(
+        self, pending: _Pending, scans: AsyncGenerator[FinishedScan, None]
+    ) -> None:
+        """Record finished scans in transactions bounded by count and by time.
+
+        A failure of the scans ends the batch after the scans that finished
+        before it are recorded.
+        """
+        finished: asyncio.Queue[_Queued | None] = asyncio.Queue()
+        producer = asyncio.create_task(_enqueue(scans, finished))
+        try:
+            ended = False
+            while not ended:
+                waiting, ended = await self._next_write(finished)
+                if waiting:
+                    await self._write(pending, waiting)
+            await producer
+        finally:
+            if not producer.done():
+                producer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await producer
+
+    async def _next_write(
+        self, finished: asyncio.Queue[_Queued | None]
+    ) -> tuple[list[FinishedScan], bool]:
+        """Wait for the scans of the next transaction.
+
+        Waits without limit for the first scan, then until `max_scans` scans
+        wait or `max_wait` seconds passed since the first one finished. Scans
+        already queued are always taken, up to `max_scans`, so a slow write
+        does not leave a backlog to be written one scan at a time. Also
+        returns whether the batch has no more scans.
+        """
+        first = await finished.get()
+        if first is None:
+            return [], True
+        waiting = [first.scan]
+        loop = asyncio.get_running_loop()
+        deadline = first.finished_at + self.flush.max_wait
+        while len(waiting) < self.flush.max_scans:
+            if finished.empty():
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(finished.get(), remaining)
+                except TimeoutError:
+                    break
+            else:
+                item = finished.get_nowait()
+            if item is None:
+                return waiting, True
+            waiting.append(item.scan)
+        return waiting, False
+
+    async def _write(self, pending: _Pending, waiting: list[FinishedScan]) -> None:
+        """Record scans in a worker thread, so that probing goes on meanwhile."""
+        claims = [pending.claims[finished.position] for finished in waiting]
+        scans = [finished.scan for finished in waiting]
+        written = await asyncio.to_thread(self._record, claims, scans)
+        pending.mark_recorded(finished.position for finished in waiting)
+        self._count(claims, scans, written)
 
     def _record(
         self,
         claims: Sequence[EndpointClaim | FileSourceClaim],
         scans: list[CompletedScan],
-    ) -> None:
-        """Record one batch and release its claims, all in one transaction."""
-        finished_at = scans[0].scanned_at
+    ) -> _Written:
+        """Record scans and release their claims, all in one transaction."""
+        finished_at = max(scan.scanned_at for scan in scans)
         started = time.perf_counter()
         releases = [
             Release(claim, scan.scanned_at, scan.failed)
             for claim, scan in zip(claims, scans, strict=True)
         ]
 
-        try:
-            with self.sessions() as session, session.begin():
-                scans = _still_stored(session, scans)
-                changes = detect_changes(
-                    session, scans, window=self.settings.change_window
-                )
-                observations = record_observations(session, scans)
-                scans = record_stale_findings(
-                    session,
-                    scans,
-                    now=finished_at,
-                    thresholds=self.policy.thresholds,
-                )
-                insert_changes(session, changes)
-                released = release(
-                    session,
-                    releases,
-                    now=finished_at,
-                    policy=self.settings.schedule,
-                    rng=self.rng,
-                )
-        except BaseException:
-            self._abandon(claims)
-            raise
+        with self.sessions() as session, session.begin():
+            stored = _still_stored(session, scans)
+            changes = detect_changes(
+                session, stored, window=self.settings.change_window
+            )
+            observations = record_observations(session, stored)
+            stored = record_stale_findings(
+                session,
+                stored,
+                now=finished_at,
+                thresholds=self.policy.thresholds,
+            )
+            insert_changes(session, changes)
+            released = release(
+                session,
+                releases,
+                now=finished_at,
+                policy=self.settings.schedule,
+                rng=self.rng,
+            )
 
         logger.debug(
-            "recorded a batch of %d scans in %.2f s",
+            "recorded %d scans in one transaction in %.2f s",
             len(scans),
             time.perf_counter() - started,
         )
+        return _Written(stored, observations, len(changes), released)
+
+    def _count(
+        self,
+        claims: Sequence[EndpointClaim | FileSourceClaim],
+        scans: list[CompletedScan],
+        written: _Written,
+    ) -> None:
+        """Add a recorded transaction to the report, log its scans, call `on_scan`."""
         report = self.report
-        report.batches += 1
-        report.observations += observations
-        report.changes += len(changes)
-        report.failed += sum(scan.failed for scan in scans)
-        report.lost_leases += len(claims) - released
-        for scan in scans:
+        report.writes += 1
+        report.observations += written.observations
+        report.changes += written.changes
+        report.failed += sum(scan.failed for scan in written.stored)
+        report.lost_leases += len(claims) - written.released
+        for scan in written.stored:
             for result in scan.results:
                 status = result.status.value
                 report.statuses[status] = report.statuses.get(status, 0) + 1
-        for scan in scans:
+
+        for claim, scan in zip(claims, scans, strict=True):
+            if isinstance(claim, EndpointClaim):
+                report.endpoints += 1
+                self._endpoints_done.add(claim.endpoint_id)
+                _log_scan(f"endpoint {claim.endpoint_id} {claim.endpoint.target}", scan)
+            else:
+                report.file_sources += 1
+                self._files_done.add(claim.file_source_id)
+                _log_scan(f"file source {claim.file_source_id} {claim.path}", scan)
+        for scan in written.stored:
             self.on_scan(scan)
 
     def _abandon(self, claims: Sequence[EndpointClaim | FileSourceClaim]) -> None:
+        if not claims:
+            return
         try:
             with self.sessions() as session, session.begin():
                 abandon(session, claims)
@@ -485,33 +567,54 @@ class _Cycle:
             )
 
 
-def _identity(endpoint: Endpoint) -> tuple[str, str, int, str | None]:
-    return (endpoint.protocol, endpoint.host, endpoint.port, endpoint.server_name)
+@dataclass(frozen=True)
+class _Queued:
+    """A finished scan, with the event loop's time when it finished."""
+
+    scan: FinishedScan
+    finished_at: float
 
 
-def _result_identity(result: Result) -> tuple[str, str, int, str | None]:
-    assert result.protocol is not None and result.host is not None
-    assert result.port is not None
-    return (result.protocol, result.host, result.port, result.server_name)
+async def _enqueue(
+    scans: AsyncGenerator[FinishedScan, None], queue: asyncio.Queue[_Queued | None]
+) -> None:
+    """Put each finished scan on `queue`, then `None` once the scans end or fail."""
+    loop = asyncio.get_running_loop()
+    try:
+        async with contextlib.aclosing(scans):
+            async for finished in scans:
+                queue.put_nowait(_Queued(finished, loop.time()))
+    finally:
+        queue.put_nowait(None)
 
 
-def _rounds(claims: list[EndpointClaim]) -> list[list[int]]:
-    """Split claims so that no round contains two endpoints with the same results key.
+class _Pending:
+    """The claims of one batch and which of their scans are recorded."""
 
-    A result names its endpoint by protocol, host, port and server name, not
-    by a pinned address, so endpoints that differ only in the pinned address
-    are probed in separate rounds. Returns positions in `claims`.
+    def __init__(self, claims: Sequence[EndpointClaim | FileSourceClaim]) -> None:
+        self.claims = claims
+        self._recorded: set[int] = set()
+
+    def mark_recorded(self, positions: Iterable[int]) -> None:
+        self._recorded.update(positions)
+
+    def unrecorded(self) -> list[EndpointClaim | FileSourceClaim]:
+        """Return the claims still held for scans that are not recorded yet."""
+        return [c for i, c in enumerate(self.claims) if i not in self._recorded]
+
+
+@dataclass(frozen=True)
+class _Written:
+    """What one transaction recorded.
+
+    `stored` are the scans of sources that still exist, with their stale
+    deployment findings. `released` counts the claims whose lease was still held.
     """
-    rounds: list[tuple[set[tuple[str, str, int, str | None]], list[int]]] = []
-    for position, claim in enumerate(claims):
-        key = _identity(claim.endpoint)
-        chosen = next((r for r in rounds if key not in r[0]), None)
-        if chosen is None:
-            chosen = (set(), [])
-            rounds.append(chosen)
-        chosen[0].add(key)
-        chosen[1].append(position)
-    return [positions for _, positions in rounds]
+
+    stored: list[CompletedScan]
+    observations: int
+    changes: int
+    released: int
 
 
 def _log_scan(source: str, scan: CompletedScan) -> None:

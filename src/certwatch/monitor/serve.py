@@ -14,7 +14,8 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from certwatch.monitor.cycle import Clock, SessionFactory, run_cycle
-from certwatch.monitor.settings import MonitorSettings
+from certwatch.monitor.retention import compact_if_due, history_retention
+from certwatch.monitor.settings import MonitorSettings, SettingsError
 from certwatch.probe.resolve import Resolver
 from certwatch.store.database import refresh_statistics
 from certwatch.store.errors import StoreError
@@ -65,6 +66,8 @@ def serve(
     )
     cycles = 0
     statistics_at: float | None = None
+    compacted_at: float | None = None
+    retention = _history_retention()
     rng = rng or random.Random()
     while not stop.is_set():
         problem = store_problem() if store_problem else None
@@ -85,6 +88,13 @@ def serve(
             statistics_at = _refresh_statistics(sessions, statistics_at)
             if after_cycle is not None:
                 _run_after_cycle(after_cycle, sessions)
+            compacted_at = compact_if_due(
+                sessions,
+                now=now_fn(),
+                retention=retention,
+                compacted_at=compacted_at,
+                monotonic_now=time.monotonic(),
+            )
             pause = _pause(sessions, now_fn, settings)
         except SQLAlchemyError as exc:
             logger.error(
@@ -113,6 +123,17 @@ def _refresh_statistics(
     except SQLAlchemyError as exc:
         logger.warning("refreshing the query planner's statistics failed: %s", exc)
     return now
+
+
+def _history_retention() -> timedelta | None:
+    """Read the retention age, `None` after logging why it is invalid."""
+    try:
+        return history_retention()
+    except SettingsError as exc:
+        # A bad retention setting must not stop scanning: history only
+        # keeps growing until the operator fixes it.
+        logger.error("history compaction is off: %s; fix it and restart", exc)
+        return None
 
 
 def _run_after_cycle(

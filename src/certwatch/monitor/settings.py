@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -44,10 +44,12 @@ class SettingsError(CertwatchError, ValueError):
 class MonitorSettings:
     """The settings of monitoring cycles and of the service.
 
-    `default_interval` is the scan interval of sources added without one.
+    `default_interval` is the scan interval of the sources that store none,
+    which are those added without one; it replaces the one in `schedule`.
     A cycle claims up to `batch_size` sources at a time under a lease of
     `lease`, renewed every third of it while the batch runs, and records
-    each batch in one transaction. `change_window` is how long a place
+    its finished scans in a few transactions as they complete (see
+    `certwatch.monitor.cycle.FlushPolicy`). `change_window` is how long a place
     remembers a leaf for the alternation rule of `certwatch.monitor.changes`.
     `serve` sleeps at most `max_sleep` between cycles. `workers` is the
     number of analysis processes (`None`: one per core but one).
@@ -75,6 +77,10 @@ class MonitorSettings:
                     f"Invalid {name.replace('_', ' ')} {value!r}: give a positive "
                     "duration."
                 )
+        # The scheduler resolves sources without an interval through the
+        # policy, so the policy always carries this default.
+        schedule = replace(self.schedule, default_interval=self.default_interval)
+        object.__setattr__(self, "schedule", schedule)
 
 
 def load_settings(

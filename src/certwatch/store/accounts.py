@@ -157,6 +157,32 @@ def create_user(
     return _user(row)
 
 
+def adopt_teams_without_members(session: Session, *, now: datetime) -> list[str]:
+    """Make every administrator owner of each team that has no member yet.
+
+    Teams made from the shell (`certwatch add --team`, `team add`,
+    `import`) have no member. Their administrators own them, so the
+    people who run certwatch see them on the web site and can invite
+    their members. Returns the names of the teams adopted.
+    """
+    admins = list(session.scalars(select(UserRow.id).where(UserRow.is_admin)))
+    if not admins:
+        return []
+    orphans = session.execute(
+        select(TeamRow.id, TeamRow.name)
+        .where(
+            ~select(MembershipRow.user_id)
+            .where(MembershipRow.team_id == TeamRow.id)
+            .exists()
+        )
+        .order_by(TeamRow.name)
+    ).all()
+    for team_id, _name in orphans:
+        for user_id in admins:
+            add_membership(session, user_id, team_id, "owner", now=now)
+    return [name for _team_id, name in orphans]
+
+
 def find_user(session: Session, email: str) -> User | None:
     """Return the account with this email address, in any case, if there is one."""
     row = session.scalar(select(UserRow).where(UserRow.email == normalize_email(email)))

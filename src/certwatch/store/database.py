@@ -18,6 +18,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -165,19 +166,69 @@ def upgrade(url: str | URL | Engine, revision: str = "head") -> None:
     try:
         # Alembic reads the schema's revision before it writes, so on SQLite
         # the migration takes the write lock first, as `StoreSession` does.
-        with (
-            engine.connect().execution_options(
-                **{SQLITE_BEGIN_OPTION: "IMMEDIATE"}
-            ) as connection,
-            connection.begin(),
-        ):
-            config = _alembic_config()
-            config.attributes["connection"] = connection
-            command.upgrade(config, revision)
+        with engine.connect().execution_options(
+            **{SQLITE_BEGIN_OPTION: "IMMEDIATE"}
+        ) as connection:
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                # A migration that rebuilds a table on SQLite drops the old
+                # one. With foreign keys enforced, that drop deletes every
+                # row that references it through ON DELETE CASCADE. The
+                # pragma has no effect inside a transaction, so it is set
+                # before, and the references are checked before the commit.
+                _outside_transaction(connection, "PRAGMA foreign_keys=OFF")
+            try:
+                with connection.begin():
+                    config = _alembic_config()
+                    config.attributes["connection"] = connection
+                    before = _schema_revision(connection)
+                    command.upgrade(config, revision)
+                    # The check reads every table, so it runs only when a
+                    # migration did.
+                    if sqlite and _schema_revision(connection) != before:
+                        _check_foreign_keys(connection)
+            finally:
+                if sqlite:
+                    _outside_transaction(connection, "PRAGMA foreign_keys=ON")
     finally:
         if engine is not url:
             engine.dispose()
     logger.debug("database schema at revision %s", revision)
+
+
+def _schema_revision(connection: Connection) -> str | None:
+    """Return the schema's Alembic revision, `None` for an empty database."""
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def _outside_transaction(connection: Connection, statement: str) -> None:
+    """Run `statement` on the SQLite connection itself, outside any transaction.
+
+    SQLAlchemy would begin a transaction first, and SQLite ignores
+    `PRAGMA foreign_keys` inside one.
+    """
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(statement)
+    finally:
+        cursor.close()
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    """Raise when a migration left a row whose reference points nowhere.
+
+    Raises:
+        StoreError: `PRAGMA foreign_key_check` found such rows; the
+            migration's transaction is rolled back.
+    """
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if broken:
+        tables = sorted({str(row[0]) for row in broken})
+        raise StoreError(
+            f"Migrating the SQLite database left {len(broken)} rows in "
+            f"{', '.join(tables)} that refer to missing rows; nothing was "
+            "changed. Report this with the database's schema."
+        )
 
 
 # Rows that ANALYZE reads per index on SQLite: enough for the planner to

@@ -1,33 +1,38 @@
 """Export the inventory as plain data, and import it into another database.
 
-The document contains teams, endpoints and file sources with their settings,
-but no observations and no schedule: an import makes every new source due
-at once. Importing an export rebuilds the same inventory, and importing it
-again changes nothing, because each source is upserted by its identity:
-an endpoint within its team, a file source by its path.
+The document contains teams with their alert settings and contacts, and
+endpoints and file sources with their settings, but no observations, no
+accounts and no schedule: an import makes every new source due at once.
+Importing an export rebuilds the same inventory, and importing it again
+changes nothing, because each team is found by its name and each source
+is upserted by its identity: an endpoint within its team, a file source
+by its path. The document contains contact secrets such as webhook URLs.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy.orm import Session
 
 from certwatch.alerts.policy import ScheduleError, parse_schedule
 from certwatch.errors import TargetError
 from certwatch.store.errors import StoreError
+from certwatch.store.export_teams import TeamEntry, export_teams, import_team, team_from
 from certwatch.store.inventory import (
+    DEFAULT_INTERVAL,
+    FOLLOW_DEFAULT,
     EndpointRecord,
     FileSourceRecord,
     SourceSettings,
-    ensure_team,
     list_endpoints,
     list_file_sources,
-    list_teams,
+    normalize_tags,
     upsert_endpoint,
     upsert_file_source,
 )
@@ -36,7 +41,27 @@ from certwatch.targets import SCHEME_PORTS, Endpoint, parse_target
 # The maximum scan interval an import accepts, as `--interval` does.
 MAX_INTERVAL_SECONDS = 365 * 86400
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""The version written. Version 1, which import still reads, listed teams
+by name only and gave every source an explicit interval."""
+
+_READABLE_VERSIONS = (1, FORMAT_VERSION)
+
+
+class InventoryImportError(StoreError):
+    """An export that cannot be imported, with every invalid entry.
+
+    `problems` holds one message per invalid entry, each starting with
+    the entry's place in the document, such as `endpoints[3]`.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        entries = "entry is" if len(problems) == 1 else "entries are"
+        super().__init__(
+            f"{len(problems)} {entries} invalid: {'; '.join(problems)} "
+            "Fix them and import the file again."
+        )
+        self.problems = tuple(problems)
 
 
 @dataclass(frozen=True)
@@ -48,43 +73,127 @@ class ImportCounts:
 
 
 def export_inventory(session: Session) -> dict[str, Any]:
-    """Return the inventory as a JSON-serialisable document."""
+    """Return the inventory as a JSON-serialisable document.
+
+    The document contains every contact address in full, webhook secrets
+    included, so that an import can deliver alerts.
+    """
     return {
         "version": FORMAT_VERSION,
-        "teams": list_teams(session),
+        "teams": export_teams(session),
         "endpoints": [_endpoint_entry(r) for r in list_endpoints(session)],
         "file_sources": [_file_source_entry(r) for r in list_file_sources(session)],
     }
 
 
 def import_inventory(
-    session: Session, document: dict[str, Any], *, now: datetime
+    session: Session,
+    document: dict[str, Any],
+    *,
+    now: datetime,
+    default_interval: timedelta = DEFAULT_INTERVAL,
 ) -> ImportCounts:
     """Upsert every team, endpoint and file source of an exported document.
 
-    Raises:
-        StoreError: the document is not an export of this format; nothing
-            is written before the whole document has been checked.
-    """
-    if document.get("version") != FORMAT_VERSION:
-        raise StoreError(
-            f"Unsupported inventory version {document.get('version')!r}: "
-            f"this certwatch reads version {FORMAT_VERSION}."
-        )
-    teams = [_text(name, "team name") for name in _list(document, "teams")]
-    endpoints = [_endpoint_from(entry) for entry in _list(document, "endpoints")]
-    files = [_file_source_from(entry) for entry in _list(document, "file_sources")]
+    Each team's settings become the document's, and its contacts that are
+    missing are added. `default_interval` is the configured default, which
+    moving a source between an explicit and the default interval needs.
 
-    for team in teams:
-        ensure_team(session, team, now=now)
-    created = updated = 0
-    for endpoint, settings in endpoints:
-        outcome = upsert_endpoint(
-            session, endpoint, now=now, settings=settings, team_only=True
+    Raises:
+        StoreError: the document is not an export of a version this
+            certwatch reads.
+        InventoryImportError: some entries are invalid. When the entries
+            themselves are invalid, nothing is written. When the store
+            rejects an entry while writing (such as a team name with
+            control characters), the others may have been written, and the
+            caller must roll the transaction back.
+    """
+    version = document.get("version")
+    if version not in _READABLE_VERSIONS:
+        raise StoreError(
+            f"Unsupported inventory version {version!r}: this certwatch reads "
+            f"versions {' and '.join(map(str, _READABLE_VERSIONS))}; export "
+            "again with this version of certwatch."
         )
+    problems: list[str] = []
+    teams = _checked_entries(document, "teams", team_from, problems)
+    endpoints = _checked_entries(document, "endpoints", _endpoint_from, problems)
+    files = _checked_entries(document, "file_sources", _file_source_from, problems)
+    if problems:
+        raise InventoryImportError(problems)
+
+    counts = _write(session, teams, endpoints, files, now, default_interval, problems)
+    if problems:
+        raise InventoryImportError(problems)
+    return counts
+
+
+_Entry = TypeVar("_Entry")
+
+
+def _checked_entries(
+    document: dict[str, Any],
+    key: str,
+    check: Callable[[Any], _Entry],
+    problems: list[str],
+) -> list[tuple[str, _Entry]]:
+    """Check each entry of a list, adding a problem for each invalid one."""
+    try:
+        entries = _list(document, key)
+    except StoreError as exc:
+        problems.append(str(exc))
+        return []
+    checked = []
+    for index, entry in enumerate(entries):
+        place = f"{key}[{index}]"
+        try:
+            checked.append((place, check(entry)))
+        except StoreError as exc:
+            problems.append(f"{place}: {exc}")
+    return checked
+
+
+def _write(
+    session: Session,
+    teams: list[tuple[str, TeamEntry]],
+    endpoints: list[tuple[str, tuple[Endpoint, SourceSettings]]],
+    files: list[tuple[str, tuple[str, SourceSettings]]],
+    now: datetime,
+    default_interval: timedelta,
+    problems: list[str],
+) -> ImportCounts:
+    for place, team in teams:
+        try:
+            import_team(session, team, now=now)
+        except StoreError as exc:
+            problems.append(f"{place}: {exc}")
+    created = updated = 0
+    for place, (endpoint, settings) in endpoints:
+        try:
+            outcome = upsert_endpoint(
+                session,
+                endpoint,
+                now=now,
+                settings=settings,
+                default_interval=default_interval,
+                team_only=True,
+            )
+        except StoreError as exc:
+            problems.append(f"{place}: {exc}")
+            continue
         created, updated = _count(outcome.created, created, updated)
-    for path, settings in files:
-        file_outcome = upsert_file_source(session, path, now=now, settings=settings)
+    for place, (path, settings) in files:
+        try:
+            file_outcome = upsert_file_source(
+                session,
+                path,
+                now=now,
+                settings=settings,
+                default_interval=default_interval,
+            )
+        except StoreError as exc:
+            problems.append(f"{place}: {exc}")
+            continue
         created, updated = _count(file_outcome.created, created, updated)
     return ImportCounts(created=created, updated=updated)
 
@@ -97,7 +206,9 @@ def _settings_entry(record: EndpointRecord | FileSourceRecord) -> dict[str, Any]
     return {
         "team": record.team,
         "tags": list(record.tags),
-        "interval_seconds": int(record.interval.total_seconds()),
+        "interval_seconds": (
+            None if record.interval is None else int(record.interval.total_seconds())
+        ),
         "enabled": record.enabled,
         "notes": record.notes,
         "reminders": record.reminders,
@@ -206,16 +317,6 @@ def _file_source_from(entry: Any) -> tuple[str, SourceSettings]:
 
 
 def _settings_from(entry: dict[str, Any]) -> SourceSettings:
-    interval = entry.get("interval_seconds")
-    if (
-        not isinstance(interval, int)
-        or isinstance(interval, bool)
-        or not 1 <= interval <= MAX_INTERVAL_SECONDS
-    ):
-        raise StoreError(
-            f"Invalid interval_seconds {interval!r}: give a whole number of "
-            f"seconds from 1 to {MAX_INTERVAL_SECONDS} (365 days)."
-        )
     tags = entry.get("tags", [])
     if not isinstance(tags, list):
         raise StoreError(f"Invalid tags {tags!r}: expected a list of strings.")
@@ -224,12 +325,29 @@ def _settings_from(entry: dict[str, Any]) -> SourceSettings:
         raise StoreError(f"Invalid enabled value {enabled!r}: use true or false.")
     return SourceSettings(
         team=_text(entry.get("team"), "team name"),
-        tags=[_text(tag, "tag") for tag in tags],
-        interval=timedelta(seconds=interval),
+        tags=normalize_tags(_text(tag, "tag") for tag in tags),
+        interval=_interval(entry.get("interval_seconds")),
         enabled=enabled,
         notes=_notes(entry.get("notes", "")),
         reminders=_reminders(entry.get("reminders")),
     )
+
+
+def _interval(value: Any) -> timedelta | Literal["default"]:
+    """Return the interval of an entry; `null` follows the configured default."""
+    if value is None:
+        return FOLLOW_DEFAULT
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or not 1 <= value <= MAX_INTERVAL_SECONDS
+    ):
+        raise StoreError(
+            f"Invalid interval_seconds {value!r}: give a whole number of "
+            f"seconds from 1 to {MAX_INTERVAL_SECONDS} (365 days), or null for "
+            "the configured default."
+        )
+    return timedelta(seconds=value)
 
 
 def _reminders(value: Any) -> str:

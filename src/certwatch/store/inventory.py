@@ -8,13 +8,14 @@ write take `now` from the caller; none reads the clock.
 from __future__ import annotations
 
 import logging
+import random
 import re
 import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, Literal, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -36,12 +37,16 @@ from certwatch.store.models import (
     FileSourceTagRow,
     TeamRow,
 )
+from certwatch.store.spread import DEFAULT_JITTER, next_scan_after_interval_change
 from certwatch.targets import Endpoint
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL = timedelta(hours=6)
-"""How often a source is scanned when no interval is given."""
+"""How often a source is scanned when neither it nor the configuration sets it."""
+
+FOLLOW_DEFAULT: Final = "default"
+"""The `SourceSettings.interval` that makes a source follow the default interval."""
 
 MAX_TAG_LENGTH = 100
 """The maximum number of characters of one tag."""
@@ -73,15 +78,17 @@ class SourceSettings:
     """The settings an operator chooses for an endpoint or file source.
 
     A field left `None` keeps the stored value on update and takes the
-    default on creation: the default team, no tags, `DEFAULT_INTERVAL`,
-    enabled, and empty notes. `reminders` is a reminder schedule as
+    default on creation: the default team, no tags, the configured default
+    interval, enabled, and empty notes. An `interval` of `FOLLOW_DEFAULT`
+    makes an existing source follow the configured default interval again.
+    `reminders` is a reminder schedule as
     `certwatch.alerts.policy.parse_schedule` reads it; "" clears it, so the
     team's schedule applies.
     """
 
     team: str | None = None
     tags: Iterable[str] | None = None
-    interval: timedelta | None = None
+    interval: timedelta | Literal["default"] | None = None
     enabled: bool | None = None
     notes: str | None = None
     reminders: str | None = None
@@ -109,13 +116,16 @@ class Schedule:
 
 @dataclass(frozen=True)
 class EndpointRecord:
-    """A stored endpoint with its settings and schedule."""
+    """A stored endpoint with its settings and schedule.
+
+    `interval` is `None` when the endpoint follows the configured default.
+    """
 
     id: int
     endpoint: Endpoint
     team: str
     tags: tuple[str, ...]
-    interval: timedelta
+    interval: timedelta | None
     enabled: bool
     notes: str
     schedule: Schedule
@@ -124,13 +134,16 @@ class EndpointRecord:
 
 @dataclass(frozen=True)
 class FileSourceRecord:
-    """A stored certificate file or folder with its settings and schedule."""
+    """A stored certificate file or folder with its settings and schedule.
+
+    `interval` is `None` when the source follows the configured default.
+    """
 
     id: int
     path: str
     team: str
     tags: tuple[str, ...]
-    interval: timedelta
+    interval: timedelta | None
     enabled: bool
     notes: str
     schedule: Schedule
@@ -214,6 +227,7 @@ def upsert_endpoint(
     settings: SourceSettings | None = None,
     default_interval: timedelta = DEFAULT_INTERVAL,
     team_only: bool = False,
+    rng: random.Random | None = None,
 ) -> Upserted[EndpointRecord]:
     """Add an endpoint, or update it when one with the same identity exists.
 
@@ -226,9 +240,12 @@ def upsert_endpoint(
     With `team_only`, other teams' rows are never read or changed, and a
     `settings.team` of `None` means the default team.
 
-    An update replaces the target text and every setting given; a new
-    endpoint is due at once (`next_scan_at` is `now`) and gets
-    `default_interval` when `settings` gives no interval.
+    An update replaces the target text and every setting given. A new
+    endpoint is due at once (`next_scan_at` is `now`), and without an
+    interval in `settings` it stores none, so it follows the configured
+    default. `default_interval` is that default, which a change between an
+    explicit and the default interval needs to move the next scan; `rng`
+    draws the jitter of that move (a fresh `random.Random` when `None`).
 
     Raises:
         AmbiguousEndpointError: without `team_only`, several teams watch
@@ -259,6 +276,7 @@ def upsert_endpoint(
         created=created,
         now=now,
         default_interval=default_interval,
+        rng=rng,
     )
     session.add(row)
     session.flush()
@@ -439,11 +457,13 @@ def upsert_file_source(
     now: datetime,
     settings: SourceSettings | None = None,
     default_interval: timedelta = DEFAULT_INTERVAL,
+    rng: random.Random | None = None,
 ) -> Upserted[FileSourceRecord]:
     """Add a certificate file or folder as a source, or update the one stored.
 
     `path` is stored as given; the caller makes it absolute, because the
-    scanner may run in another working directory.
+    scanner may run in another working directory. The interval and the
+    schedule work as in `upsert_endpoint`.
     """
     if not path:
         raise StoreError("Empty file source path: give a file or folder path.")
@@ -461,6 +481,7 @@ def upsert_file_source(
         created=created,
         now=now,
         default_interval=default_interval,
+        rng=rng,
     )
     session.add(row)
     session.flush()
@@ -573,6 +594,7 @@ def _apply_settings(
     created: bool,
     now: datetime,
     default_interval: timedelta,
+    rng: random.Random | None,
 ) -> None:
     """Copy the given settings onto `row`, which a new row must not yet be added to.
 
@@ -582,11 +604,14 @@ def _apply_settings(
     if settings.team is not None or created:
         team = DEFAULT_TEAM if settings.team is None else settings.team
         row.team_id = ensure_team(session, team, now=now)
-    if settings.interval is not None or created:
-        interval = default_interval if settings.interval is None else settings.interval
-        seconds = _interval_seconds(interval)
-        if not created and seconds != row.interval_seconds:
-            _reschedule_for_interval(row, seconds, now)
+    if created:
+        row.interval_seconds = _stored_seconds(settings.interval)
+    elif settings.interval is not None:
+        seconds = _stored_seconds(settings.interval)
+        old = row.interval_seconds or _interval_seconds(default_interval)
+        new = seconds or _interval_seconds(default_interval)
+        if new != old:
+            _reschedule_for_interval(row, new, now, rng or random.Random())
         row.interval_seconds = seconds
     if settings.enabled is not None or created:
         row.enabled = True if settings.enabled is None else settings.enabled
@@ -598,19 +623,38 @@ def _apply_settings(
 
 
 def _reschedule_for_interval(
-    row: EndpointRow | FileSourceRow, seconds: int, now: datetime
+    row: EndpointRow | FileSourceRow, seconds: int, now: datetime, rng: random.Random
 ) -> None:
-    """Move the next scan to one new interval after the last scan.
+    """Move the next scan to one new interval, with jitter, after the last scan.
 
-    A shorter interval brings the next scan forward, and makes it due at
-    once when the last scan is older than the new interval. A longer one
-    puts it off. A
-    source never scanned stays due, and a failing source keeps its retry
-    time, which backoff chose.
+    A shorter interval brings the next scan forward. When the last scan is
+    older than the new interval, the next scan falls at a random point of
+    the coming interval, so that many sources changed together are not
+    all due at once. A longer interval puts the next scan off. A source
+    never scanned stays due, and a failing source keeps its retry time,
+    which backoff chose.
     """
     if row.last_scanned_at is None or row.consecutive_failures:
         return
-    row.next_scan_at = max(now, row.last_scanned_at + timedelta(seconds=seconds))
+    row.next_scan_at = next_scan_after_interval_change(
+        row.last_scanned_at,
+        timedelta(seconds=seconds),
+        now=now,
+        jitter=DEFAULT_JITTER,
+        rng=rng,
+    )
+
+
+def _stored_seconds(interval: timedelta | Literal["default"] | None) -> int | None:
+    """Return the interval to store, `None` to follow the configured default."""
+    if interval is None or interval == FOLLOW_DEFAULT:
+        return None
+    if not isinstance(interval, timedelta):
+        raise StoreError(
+            f"Invalid scan interval {interval!r}: give a duration or "
+            f"{FOLLOW_DEFAULT!r}."
+        )
+    return _interval_seconds(interval)
 
 
 def _interval_seconds(interval: timedelta) -> int:
@@ -726,7 +770,7 @@ def _endpoint_records(
             endpoint=endpoint_from_row(row),
             team=teams[row.team_id],
             tags=tags.get(row.id, ()),
-            interval=timedelta(seconds=row.interval_seconds),
+            interval=_record_interval(row),
             enabled=row.enabled,
             notes=row.notes,
             schedule=schedule_from_row(row),
@@ -750,7 +794,7 @@ def _file_source_records(
             path=row.path,
             team=teams[row.team_id],
             tags=tags.get(row.id, ()),
-            interval=timedelta(seconds=row.interval_seconds),
+            interval=_record_interval(row),
             enabled=row.enabled,
             notes=row.notes,
             schedule=schedule_from_row(row),
@@ -758,6 +802,12 @@ def _file_source_records(
         )
         for row in rows
     ]
+
+
+def _record_interval(row: EndpointRow | FileSourceRow) -> timedelta | None:
+    if row.interval_seconds is None:
+        return None
+    return timedelta(seconds=row.interval_seconds)
 
 
 def _tags_by_owner(

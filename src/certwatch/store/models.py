@@ -73,6 +73,10 @@ class TeamRow(Base):
 class _Scheduled:
     """Columns that every scanned source carries: owner, settings, schedule.
 
+    `interval_seconds` is `None` when the source follows the configured
+    default interval (`CERTWATCH_DEFAULT_INTERVAL`), which the scheduler
+    reads when it sets the next scan time.
+
     `next_scan_at` is when the source is due. A scanner that claims it sets
     `lease_token` and `lease_expires_at`. The lease counts only until it
     expires, so a killed scanner never leaves a source claimed for good.
@@ -87,7 +91,7 @@ class _Scheduled:
     team_id: Mapped[int] = mapped_column(
         Integer, ForeignKey("teams.id", ondelete="RESTRICT")
     )
-    interval_seconds: Mapped[int] = mapped_column(Integer)
+    interval_seconds: Mapped[int | None] = mapped_column(Integer)
     enabled: Mapped[bool] = mapped_column(Boolean)
     notes: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)

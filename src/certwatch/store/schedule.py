@@ -27,8 +27,9 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from certwatch.store.inventory import endpoint_from_row
+from certwatch.store.inventory import DEFAULT_INTERVAL, endpoint_from_row
 from certwatch.store.models import EndpointRow, FileSourceRow
+from certwatch.store.spread import DEFAULT_JITTER, jittered, spread_over
 from certwatch.targets import Endpoint
 
 RowT = TypeVar("RowT", EndpointRow, FileSourceRow)
@@ -42,17 +43,22 @@ _MAX_BACKOFF_EXPONENT = 30
 class SchedulePolicy:
     """The rules that choose the next scan time.
 
-    After a successful scan the next one is due one interval later. After a
-    failed scan (no certificate obtained at any address) the retry comes
-    after `retry_delay`, doubled for each further consecutive failure and
-    capped at `max_retry_delay`, so a dead endpoint is retried soon and then
-    ever less often. Every delay is spread by up to `jitter` (a share of the
-    delay) either way, so endpoints added together drift apart.
+    After a successful scan the next one is due one interval later, moved
+    by up to `jitter` (a share of the interval) either way. The first
+    success of a source, after it was added or after failed scans, instead
+    puts the next scan at a uniformly random point of the following
+    interval, so that sources added or recovered together spread evenly
+    over it. After a failed scan (no certificate obtained at any address)
+    the retry comes after `retry_delay`, doubled for each further
+    consecutive failure and capped at `max_retry_delay`, also moved by up
+    to `jitter`, so a dead endpoint is retried soon and then ever less
+    often. A source stored without an interval follows `default_interval`.
     """
 
-    jitter: float = 0.1
+    jitter: float = DEFAULT_JITTER
     retry_delay: timedelta = timedelta(minutes=5)
     max_retry_delay: timedelta = timedelta(hours=24)
+    default_interval: timedelta = DEFAULT_INTERVAL
 
     def __post_init__(self) -> None:
         if not 0 <= self.jitter < 1:
@@ -66,6 +72,11 @@ class SchedulePolicy:
                 f"{self.max_retry_delay!r}: both must be positive and the "
                 "maximum at least the first delay."
             )
+        if self.default_interval <= timedelta(0):
+            raise ValueError(
+                f"Invalid default interval {self.default_interval!r}: give a "
+                "positive duration."
+            )
 
 
 @dataclass(frozen=True)
@@ -78,24 +89,34 @@ class Lease:
 
 @dataclass(frozen=True)
 class EndpointClaim:
-    """An endpoint claimed for scanning, with what rescheduling needs."""
+    """An endpoint claimed for scanning, with what rescheduling needs.
+
+    `interval` is `None` when the endpoint follows the configured default.
+    `spread_next` is true until the endpoint has a successful scan that no
+    failure followed: its next success then spreads the following scan.
+    """
 
     endpoint_id: int
     endpoint: Endpoint
-    interval: timedelta
+    interval: timedelta | None
     consecutive_failures: int
     lease: Lease
+    spread_next: bool = False
 
 
 @dataclass(frozen=True)
 class FileSourceClaim:
-    """A file source claimed for scanning, with what rescheduling needs."""
+    """A file source claimed for scanning, with what rescheduling needs.
+
+    `interval` and `spread_next` mean what they mean in `EndpointClaim`.
+    """
 
     file_source_id: int
     path: str
-    interval: timedelta
+    interval: timedelta | None
     consecutive_failures: int
     lease: Lease
+    spread_next: bool = False
 
 
 @dataclass(frozen=True)
@@ -133,9 +154,10 @@ def endpoint_claim(row: EndpointRow, lease: Lease) -> EndpointClaim:
     return EndpointClaim(
         endpoint_id=row.id,
         endpoint=endpoint_from_row(row),
-        interval=timedelta(seconds=row.interval_seconds),
+        interval=_stored_interval(row),
         consecutive_failures=row.consecutive_failures,
         lease=lease,
+        spread_next=_unsettled(row),
     )
 
 
@@ -144,10 +166,22 @@ def file_source_claim(row: FileSourceRow, lease: Lease) -> FileSourceClaim:
     return FileSourceClaim(
         file_source_id=row.id,
         path=row.path,
-        interval=timedelta(seconds=row.interval_seconds),
+        interval=_stored_interval(row),
         consecutive_failures=row.consecutive_failures,
         lease=lease,
+        spread_next=_unsettled(row),
     )
+
+
+def _stored_interval(row: EndpointRow | FileSourceRow) -> timedelta | None:
+    if row.interval_seconds is None:
+        return None
+    return timedelta(seconds=row.interval_seconds)
+
+
+def _unsettled(row: EndpointRow | FileSourceRow) -> bool:
+    """Tell whether the source was never scanned or its latest scan failed."""
+    return row.last_scanned_at is None or row.consecutive_failures > 0
 
 
 def release(
@@ -196,15 +230,22 @@ def next_scan_time(
     consecutive_failures: int,
     policy: SchedulePolicy,
     rng: random.Random,
+    spread: bool = False,
 ) -> datetime:
-    """Return when a source is due next, after a scan that ended at `now`."""
+    """Return when a source is due next, after a scan that ended at `now`.
+
+    With `spread`, a successful scan puts the next one at a uniformly
+    random point of (`now`, `now + interval`], as for the first success of
+    a source. A failure ignores `spread` and backs off.
+    """
+    if consecutive_failures <= 0 and spread:
+        return now + spread_over(interval, rng)
     if consecutive_failures <= 0:
         delay = interval
     else:
         exponent = min(consecutive_failures - 1, _MAX_BACKOFF_EXPONENT)
         delay = min(policy.retry_delay * 2**exponent, policy.max_retry_delay)
-    spread = 1 + rng.uniform(-policy.jitter, policy.jitter)
-    return now + delay * spread
+    return now + jittered(delay, policy.jitter, rng)
 
 
 def _claim(
@@ -292,10 +333,11 @@ def _release_parameters(
         "token": claim.lease.token,
         "new_next_scan_at": next_scan_time(
             now,
-            interval=claim.interval,
+            interval=claim.interval or policy.default_interval,
             consecutive_failures=failures,
             policy=policy,
             rng=rng,
+            spread=claim.spread_next,
         ),
         "new_failures": failures,
         "new_scanned_at": item.scanned_at,

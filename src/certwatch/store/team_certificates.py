@@ -31,6 +31,7 @@ from certwatch.store.models import (
     CertificateRow,
     EndpointRow,
     FileSourceRow,
+    FindingRow,
     ObservationCertificateRow,
     ObservationRow,
     TeamRow,
@@ -181,6 +182,44 @@ def team_places(
             found[place.certificate_sha256].append(place)
     for places in found.values():
         places.sort(key=_place_order)
+    return dict(found)
+
+
+def team_current_findings(
+    session: Session, sha256s: Sequence[str], team_ids: Collection[int]
+) -> dict[str, dict[str, Severity]]:
+    """Return the finding codes of the teams' latest scans of each certificate.
+
+    Each code maps to its worst severity over those scans. A finding counts
+    for the leaf of an endpoint's scan and for every certificate of a
+    file's scan, the places where `team_certificate_page` counts a
+    certificate as served. Up to 1,000 certificates take one query.
+    """
+    if not sha256s or not team_ids:
+        return {}
+    link = ObservationCertificateRow
+    observation = ObservationRow
+    team_id = func.coalesce(EndpointRow.team_id, FileSourceRow.team_id)
+    found: defaultdict[str, dict[str, Severity]] = defaultdict(dict)
+    for chunk in chunked(list(sha256s)):
+        query = (
+            select(link.certificate_sha256, FindingRow.code, FindingRow.severity)
+            .distinct()
+            .join(observation, observation.id == link.observation_id)
+            .join(FindingRow, FindingRow.observation_id == observation.id)
+            .outerjoin(EndpointRow, EndpointRow.id == observation.endpoint_id)
+            .outerjoin(FileSourceRow, FileSourceRow.id == observation.file_source_id)
+            .where(
+                link.certificate_sha256.in_(chunk),
+                observation.latest.is_(True),
+                (link.position == 0) | observation.endpoint_id.is_(None),
+                team_id.in_(sorted(team_ids)),
+            )
+        )
+        for sha256, code, severity_text in session.execute(query):
+            codes = found[sha256]
+            severity = Severity[severity_text.upper()]
+            codes[code] = max(codes.get(code, severity), severity)
     return dict(found)
 
 
