@@ -26,7 +26,14 @@ the endpoint rows are inserted in bulk, with the same columns that
 
 Each command runs in-process through click's `CliRunner`, as the `certwatch`
 executable runs it, including opening the store and rendering the output.
-After one warm-up run, the median of `--repeat` runs is reported.
+Then it runs again as a new `certwatch` process, which adds interpreter
+start-up and the imports of the command's modules. `python -c pass` is timed
+in the same run as the floor of any process. After one warm-up run, the
+median of `--repeat` runs is reported.
+
+On SQLite the store first gets the planner statistics that `certwatch serve`
+makes after its first cycle (`refresh_statistics`). `--no-statistics` skips
+them, as in a store that only `run --once` has written.
 
 Usage, from the repository root:
 
@@ -42,13 +49,14 @@ import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -71,7 +79,12 @@ from certwatch.monitor.changes import DEFAULT_CHANGE_WINDOW, detect_changes
 from certwatch.probe.model import ErrorReason, ProbeError
 from certwatch.result import Result, Status, status_from
 from certwatch.store.changes import insert_changes
-from certwatch.store.database import create_store_engine, session_factory, upgrade
+from certwatch.store.database import (
+    create_store_engine,
+    refresh_statistics,
+    session_factory,
+    upgrade,
+)
 from certwatch.store.deployments import served_certificates
 from certwatch.store.inventory import (
     DEFAULT_INTERVAL,
@@ -721,8 +734,9 @@ def _settle(engine: Engine) -> None:
 
     PostgreSQL's autovacuum analyses large tables after bulk writes, so the
     planner has statistics; this runs it now instead of during the timing.
-    SQLite gets no ANALYZE, because certwatch never runs it; only the
-    write-ahead log is folded into the file, so that its size is complete.
+    On SQLite only the write-ahead log is folded into the file, so that its
+    size is complete. Its statistics come from `certwatch serve`, which
+    `run_database` imitates.
     """
     if engine.dialect.name == "postgresql":
         with engine.connect() as connection:
@@ -749,11 +763,16 @@ def _size(engine: Engine) -> int:
 
 @dataclass(frozen=True)
 class Timing:
-    """The run times of one operation; `rows` is what its warm-up listed."""
+    """The run times of one operation; `rows` is what its warm-up listed.
+
+    `process_seconds` are the times of the same command run as a new
+    `certwatch` process, and empty for operations that are not commands.
+    """
 
     operation: str
     seconds: list[float]
     rows: int
+    process_seconds: list[float] = field(default_factory=list)
 
     @property
     def median(self) -> float:
@@ -790,6 +809,55 @@ def command(url: str, *args: str) -> Callable[[], int]:
         return _listed_count(outcome.stdout, args)
 
     return run
+
+
+def process_command(executable: Path, url: str, *args: str) -> Callable[[], int]:
+    """Return a runner of `certwatch ARGS` as a new process.
+
+    Like `command`, it checks the exit code and returns the number listed.
+    """
+    environ = {**os.environ, "CERTWATCH_DATABASE_URL": url}
+
+    def run() -> int:
+        finished = subprocess.run(
+            [str(executable), *args], env=environ, capture_output=True, check=False
+        )
+        if finished.returncode != 0:
+            raise SystemExit(
+                f"{executable} {' '.join(args)} failed with exit code "
+                f"{finished.returncode}: {finished.stderr.decode()[-2000:]}"
+            )
+        return _listed_count(finished.stdout.decode(), args)
+
+    return run
+
+
+def time_command(
+    label: str, url: str, args: Sequence[str], repeat: int, executable: Path
+) -> Timing:
+    """Time `certwatch ARGS` in-process and as a new process.
+
+    Raises:
+        SystemExit: the two ways list a different number of rows.
+    """
+    in_process = time_operation(label, command(url, *args), repeat)
+    process = time_operation(label, process_command(executable, url, *args), repeat)
+    if process.rows != in_process.rows:
+        raise SystemExit(
+            f"certwatch {' '.join(args)} listed {in_process.rows} rows in-process "
+            f"but {process.rows} as a process: compare the two outputs."
+        )
+    return replace(in_process, process_seconds=process.seconds)
+
+
+def python_startup(repeat: int) -> list[float]:
+    """Time `python -c pass`, the start-up that every process pays."""
+
+    def run() -> int:
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        return 0
+
+    return time_operation("python -c pass", run, repeat).seconds
 
 
 def _listed_count(output: str, args: Sequence[str]) -> int:
@@ -848,33 +916,28 @@ def certificates_queries(sessions: sessionmaker[Session]) -> Callable[[], int]:
     return run
 
 
-def measure(url: str, plan: Plan, repeat: int) -> list[Timing]:
+def measure(url: str, plan: Plan, repeat: int, executable: Path) -> list[Timing]:
     """Time every operation on the filled database at `url`."""
     fingerprint = _fingerprint_prefix(plan)
     name = f"n1.fleet.{DOMAIN}"
-    operations: list[tuple[str, Callable[[], int]]] = [
-        (f"list --expiring {EXPIRING_DAYS}", command(url, "list", "--expiring", "30")),
-        (
-            f"list --expiring {EXPIRING_DAYS} --json",
-            command(url, "list", "--expiring", "30", "--json"),
-        ),
-        (
-            f"list --expiring {EXPIRING_DAYS} --limit 0 --json",
-            command(url, "list", "--expiring", "30", "--limit", "0", "--json"),
-        ),
-        ("certificates", command(url, "certificates")),
-        ("certificates --json", command(url, "certificates", "--json")),
-        (
-            "certificates --limit 0 --json",
-            command(url, "certificates", "--limit", "0", "--json"),
-        ),
-        (f"where {name}", command(url, "where", name)),
-        (f"where {fingerprint}", command(url, "where", fingerprint)),
+    expiring = ("list", "--expiring", str(EXPIRING_DAYS))
+    commands: list[tuple[str, ...]] = [
+        expiring,
+        (*expiring, "--json"),
+        (*expiring, "--limit", "0", "--json"),
+        ("certificates",),
+        ("certificates", "--json"),
+        ("certificates", "--limit", "0", "--json"),
+        ("where", name),
+        ("where", fingerprint),
+    ]
+    timings = [
+        time_command(" ".join(args), url, args, repeat, executable) for args in commands
     ]
     engine = create_store_engine(url)
     try:
         sessions = session_factory(engine)
-        operations += [
+        operations: list[tuple[str, Callable[[], int]]] = [
             (f"claim_due_endpoints(limit={CLAIM_LIMIT})", claim(sessions)),
             (
                 f"list --expiring {EXPIRING_DAYS}: store queries only",
@@ -882,7 +945,8 @@ def measure(url: str, plan: Plan, repeat: int) -> list[Timing]:
             ),
             ("certificates: store queries only", certificates_queries(sessions)),
         ]
-        return [time_operation(label, run, repeat) for label, run in operations]
+        timings += [time_operation(label, run, repeat) for label, run in operations]
+        return timings
     finally:
         engine.dispose()
 
@@ -918,6 +982,19 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=5, help="Timed runs (default 5).")
     parser.add_argument("--seed", type=int, default=2026, help="Random seed.")
     parser.add_argument("--json", action="store_true", help="Print one JSON document.")
+    parser.add_argument(
+        "--no-statistics",
+        action="store_true",
+        help="Do not give SQLite the planner statistics that `certwatch serve` "
+        "makes, as in a store that only `run --once` has written.",
+    )
+    parser.add_argument(
+        "--executable",
+        type=Path,
+        default=Path(sys.executable).parent / "certwatch",
+        help="The certwatch executable timed as a process (default: the one "
+        "next to this Python).",
+    )
     arguments = parser.parse_args(argv)
     if arguments.endpoints <= FLEET_SIZE:
         parser.error(f"--endpoints must be above {FLEET_SIZE}.")
@@ -952,11 +1029,17 @@ def run_database(
         _progress(
             f"{kind}: filled in {filled.seconds:.0f} s, {filled.bytes / 2**20:.0f} MiB"
         )
-        timings = measure(url, plan, arguments.repeat)
+        statistics_given = kind == "sqlite" and not arguments.no_statistics
+        if statistics_given:
+            _give_statistics(url)
+        startup = python_startup(arguments.repeat)
+        timings = measure(url, plan, arguments.repeat, arguments.executable)
         version = _server_version(url)
     return {
         "database": kind,
         "version": version,
+        "sqlite_statistics": statistics_given,
+        "python_startup_seconds": startup,
         "fill_seconds": filled.seconds,
         "observations": filled.observations,
         "size_bytes": filled.bytes,
@@ -965,11 +1048,26 @@ def run_database(
                 "operation": item.operation,
                 "median_seconds": item.median,
                 "seconds": item.seconds,
+                "process_median_seconds": (
+                    statistics.median(item.process_seconds)
+                    if item.process_seconds
+                    else None
+                ),
+                "process_seconds": item.process_seconds,
                 "rows": item.rows,
             }
             for item in timings
         ],
     }
+
+
+def _give_statistics(url: str) -> None:
+    """Run `refresh_statistics`, as `serve` does after its first cycle."""
+    engine = create_store_engine(url)
+    try:
+        refresh_statistics(session_factory(engine))
+    finally:
+        engine.dispose()
 
 
 def _server_version(url: str) -> str:
@@ -994,24 +1092,47 @@ def print_summary(document: dict[str, Any]) -> None:
         f"certificates; prepared in {document['prepare_seconds']:.0f} s"
     )
     for found in document["databases"]:
-        print()
-        print(
-            f"{found['database']} {found['version']}: "
-            f"fill {found['fill_seconds']:.0f} s, "
-            f"{found['observations']:,} observations, "
-            f"{found['size_bytes'] / 2**20:.0f} MiB"
+        startup = statistics.median(found["python_startup_seconds"])
+        statistics_note = (
+            ", with planner statistics" if found["sqlite_statistics"] else ""
         )
         print()
-        print("| operation | median s | min s | max s | rows | under 1 s |")
-        print("| --- | --- | --- | --- | --- | --- |")
+        print(
+            f"{found['database']} {found['version']}{statistics_note}: "
+            f"fill {found['fill_seconds']:.0f} s, "
+            f"{found['observations']:,} observations, "
+            f"{found['size_bytes'] / 2**20:.0f} MiB; "
+            f"`python -c pass` {startup:.3f} s"
+        )
+        print()
+        print(
+            "| operation | median s | min s | max s | rows | process median s "
+            "| process / `python -c pass` | under 1 s |"
+        )
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
         for item in found["timings"]:
-            seconds = item["seconds"]
-            verdict = "yes" if item["median_seconds"] < TARGET_SECONDS else "NO"
-            print(
-                f"| `{item['operation']}` | {item['median_seconds']:.3f} | "
-                f"{min(seconds):.3f} | {max(seconds):.3f} | {item['rows']:,} | "
-                f"{verdict} |"
-            )
+            print(_summary_row(item, startup))
+
+
+def _summary_row(item: dict[str, Any], startup: float) -> str:
+    """Format one timing as a table row, with the verdicts in-process / as a process."""
+    seconds = item["seconds"]
+    verdicts = [_verdict(item["median_seconds"])]
+    process = item["process_median_seconds"]
+    if process is None:
+        process_cells = "| - | - "
+    else:
+        process_cells = f"| {process:.3f} | {process / startup:.0f} "
+        verdicts.append(_verdict(process))
+    return (
+        f"| `{item['operation']}` | {item['median_seconds']:.3f} | "
+        f"{min(seconds):.3f} | {max(seconds):.3f} | {item['rows']:,} "
+        f"{process_cells}| {' / '.join(verdicts)} |"
+    )
+
+
+def _verdict(seconds: float) -> str:
+    return "yes" if seconds < TARGET_SECONDS else "NO"
 
 
 def database_kinds(choice: str) -> list[str]:

@@ -8,8 +8,10 @@ clock, so certificates here are dated relative to `datetime.now(UTC)`.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import pkgutil
 import re
 import shutil
 import subprocess
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import certifi
+import click
 import pytest
 from click.testing import CliRunner
 from click.testing import Result as CliResult
@@ -38,7 +41,8 @@ from tests.servers import (
     ipv6_loopback_available,
 )
 
-from certwatch.cli import cli
+from certwatch.cli import LAZY_COMMANDS, USAGE_ERROR_EXIT, LazyGroup, cli
+from certwatch.result import Status
 
 StartServer = Callable[..., LocalServer]
 StartServers = Callable[..., list[LocalServer]]
@@ -1103,3 +1107,150 @@ def test_check_empty_argument_is_no_path() -> None:
 
     assert result.exit_code == 3
     assert "Empty target: give a host name, address or URL." in result.output
+
+
+# --- The command group: lazy subcommands ------------------------------------
+
+# Modules that only `serve`, the web pages or the charts need.
+WEB_MODULES = ("uvicorn", "fastapi", "starlette", "pygal", "certwatch.web.server")
+
+
+def run_certwatch(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run `python -m certwatch ARGS` in a new interpreter, 80 columns wide."""
+    return subprocess.run(
+        [sys.executable, "-m", "certwatch", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "80"},
+        timeout=60,
+        check=False,
+    )
+
+
+def listed_commands(help_text: str) -> list[str]:
+    """Return the command names of the "Commands:" section of a help page."""
+    section = help_text.split("Commands:\n", 1)[1]
+    return [line.split()[0] for line in section.splitlines() if line.startswith("  ")]
+
+
+def test_cli_help_lists_every_command() -> None:
+    completed = run_certwatch("--help")
+
+    assert completed.returncode == 0, completed.stderr
+    assert listed_commands(completed.stdout) == sorted(LAZY_COMMANDS)
+    assert "check" in LAZY_COMMANDS
+    assert "serve" in LAZY_COMMANDS
+
+
+@pytest.mark.parametrize("name", sorted(LAZY_COMMANDS))
+def test_cli_command_loads_and_shows_help(name: str) -> None:
+    group = LazyGroup("certwatch", lazy_commands=LAZY_COMMANDS)
+    command = group.get_command(click.Context(group), name)
+
+    assert command is not None
+    assert command.name == name
+    result = CliRunner().invoke(group, [name, "--help"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"Usage: certwatch {name} ")
+
+
+@pytest.mark.parametrize("name", sorted(LAZY_COMMANDS))
+@pytest.mark.parametrize("limit", [30, 45, 1000])
+def test_cli_table_short_help_matches_command(name: str, limit: int) -> None:
+    group = LazyGroup("certwatch", lazy_commands=LAZY_COMMANDS)
+    command = group.get_command(click.Context(group), name)
+    stand_in = click.Command(name, help=LAZY_COMMANDS[name].short_help)
+
+    assert command is not None
+    assert stand_in.get_short_help_str(limit) == command.get_short_help_str(limit)
+
+
+def reachable_commands(command: click.Command) -> list[click.Command]:
+    """Return `command` and, for a group, every command under it."""
+    found = [command]
+    if isinstance(command, click.Group):
+        for child in command.commands.values():
+            found.extend(reachable_commands(child))
+    return found
+
+
+def test_cli_table_covers_every_command_module() -> None:
+    # A command module added without a table entry would be unreachable.
+    group = LazyGroup("certwatch", lazy_commands=LAZY_COMMANDS)
+    reachable: set[int] = set()
+    for name in LAZY_COMMANDS:
+        loaded = group.get_command(click.Context(group), name)
+        assert loaded is not None
+        reachable.update(id(command) for command in reachable_commands(loaded))
+
+    package = importlib.import_module("certwatch.commands")
+    for module_info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"certwatch.commands.{module_info.name}")
+        for attribute, value in vars(module).items():
+            if isinstance(value, click.Command):
+                assert id(value) in reachable, f"{module.__name__}.{attribute}"
+
+
+def test_cli_help_same_before_and_after_loading() -> None:
+    group = LazyGroup("certwatch", lazy_commands=LAZY_COMMANDS)
+    before = CliRunner().invoke(group, ["--help"], terminal_width=80)
+    for name in LAZY_COMMANDS:
+        group.get_command(click.Context(group), name)
+    after = CliRunner().invoke(group, ["--help"], terminal_width=80)
+
+    assert before.exit_code == 0, before.output
+    assert set(group.commands) == set(LAZY_COMMANDS)
+    assert before.output == after.output
+
+
+def test_cli_team_group_has_calendar() -> None:
+    result = CliRunner().invoke(cli, ["team", "calendar", "--help"])
+
+    assert result.exit_code == 0, result.output
+    assert "Usage: cli team calendar" in result.output
+
+
+def test_cli_unknown_command_is_usage_error() -> None:
+    completed = run_certwatch("no-such-command")
+
+    assert completed.returncode == USAGE_ERROR_EXIT
+    assert "No such command 'no-such-command'" in completed.stderr
+
+
+def test_cli_usage_error_exit_is_unknown() -> None:
+    assert Status.UNKNOWN.exit_code == USAGE_ERROR_EXIT
+
+
+def test_cli_import_leaves_out_web_modules() -> None:
+    # A new interpreter, because this test process has imported them already.
+    code = (
+        "import sys, certwatch.cli\n"
+        f"print(' '.join(m for m in {WEB_MODULES!r} if m in sys.modules))"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.split() == []
+
+
+def test_cli_import_loads_no_command_module() -> None:
+    code = (
+        "import sys, certwatch.cli\n"
+        "print(' '.join(m for m in sys.modules if m.startswith('certwatch.')))"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    assert sorted(completed.stdout.split()) == ["certwatch.cli"]

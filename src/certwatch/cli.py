@@ -1,59 +1,203 @@
-"""The `certwatch` command line."""
+"""The `certwatch` command line.
+
+Each subcommand lives in a module under `certwatch.commands` and is imported
+only when it runs, or when its own help is shown. Importing all of them
+takes over a second (the web server, FastAPI, password hashing and the alert
+channels), which `certwatch --version` or `certwatch list` must not pay.
+`certwatch --help` lists every command from the `LAZY_COMMANDS` table below,
+without importing any of them.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import json
+import importlib
 import logging
-import os
 import sys
-from collections.abc import Sequence
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import TextIO
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from certwatch import __version__
-from certwatch.arguments import classify_items
-from certwatch.check import (
-    check_endpoints,
-    check_paths,
-    result_from_invalid_target,
-)
-from certwatch.errors import CertwatchError
-from certwatch.probe.model import ProbeSettings
-from certwatch.probe.resolve import PinnedResolver, Resolver, SystemResolver
-from certwatch.report.console import stdout_console
-from certwatch.report.json import render_document
-from certwatch.report.nagios import render_status_line
-from certwatch.report.table import print_table
-from certwatch.result import Result, Status, worst_status
-from certwatch.sources.files import FileProblem
-from certwatch.targets import (
-    AUTO_PROTOCOL,
-    DEFAULT_PROTOCOL,
-    SCHEME_PORTS,
-    Endpoint,
-    parse_resolve,
-    protocol_names,
-)
-from certwatch.truststore import load_roots
-from certwatch.x509.expiry import parse_thresholds, threshold_days
-from certwatch.x509.model import AnalysisPolicy, Thresholds
 
 logger = logging.getLogger(__name__)
 
-# A usage error must not look like CRITICAL (2) to a Nagios-style caller.
-USAGE_ERROR_EXIT = Status.UNKNOWN.exit_code
+# A usage error must not look like CRITICAL (2) to a Nagios-style caller, so
+# it exits with UNKNOWN. This is `Status.UNKNOWN.exit_code`, written out so
+# that the command line does not import the result model before it needs it.
+USAGE_ERROR_EXIT = 3
 
-# Show a progress bar on a terminal once a run has this many endpoints.
-PROGRESS_MIN_ENDPOINTS = 5
+
+@dataclass(frozen=True)
+class LazyCommand:
+    """A subcommand that is imported on first use.
+
+    Attributes:
+        target: the location of the click command, as `module:attribute`.
+        short_help: the first sentence of the command's help, which
+            `certwatch --help` shows (shortened to fit the terminal) without
+            importing the module.
+        subcommands: the commands, each as `module:attribute`, that are
+            defined in other modules and join this group when it loads.
+    """
+
+    target: str
+    short_help: str
+    subcommands: tuple[str, ...] = ()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Every subcommand of `certwatch`. Each short help must equal the first
+# sentence of the command's docstring, and tests/test_cli.py checks the
+# table against the loaded commands.
+LAZY_COMMANDS: Mapping[str, LazyCommand] = {
+    "add": LazyCommand(
+        "certwatch.commands.inventory:add_command",
+        "Add endpoints and certificate files to the inventory and check them now.",
+    ),
+    "alerts": LazyCommand(
+        "certwatch.commands.alerting:alerts_group",
+        "List the open alerts, or with --failed the failed deliveries.",
+    ),
+    "certificates": LazyCommand(
+        "certwatch.commands.certificates:certificates_command",
+        "List each certificate deployed now with every place it is deployed.",
+    ),
+    "check": LazyCommand(
+        "certwatch.commands.check:check_command",
+        "Check endpoints and certificate files now and print a report.",
+    ),
+    "contact": LazyCommand(
+        "certwatch.commands.alerting:contact_group",
+        "Add and remove the contacts that receive a team's alerts.",
+    ),
+    "export": LazyCommand(
+        "certwatch.commands.transfer:export_command",
+        "Print the whole inventory, which 'certwatch import' reads back.",
+    ),
+    "history": LazyCommand(
+        "certwatch.commands.history:history_command",
+        "Show the certificates an endpoint served over time, per address.",
+    ),
+    "import": LazyCommand(
+        "certwatch.commands.transfer:import_command",
+        "Add or update the endpoints and files listed in a CSV file.",
+    ),
+    "list": LazyCommand(
+        "certwatch.commands.listing:list_command",
+        "List the inventory with the latest status of each endpoint and file.",
+    ),
+    "notify": LazyCommand(
+        "certwatch.commands.alerting:notify_group",
+        "Send messages to contacts on request.",
+    ),
+    "prune": LazyCommand(
+        "certwatch.commands.prune:prune_command",
+        "Remove old observations that repeat their neighbours' outcome.",
+    ),
+    "remove": LazyCommand(
+        "certwatch.commands.inventory:remove_command",
+        "Remove endpoints and certificate files from the inventory.",
+    ),
+    "run": LazyCommand(
+        "certwatch.commands.monitor:run_command",
+        "Run one monitoring cycle: scan what is due and record it, then exit.",
+    ),
+    "scan": LazyCommand(
+        "certwatch.commands.monitor:scan_command",
+        "Scan inventory sources now, store the results and print them.",
+    ),
+    "serve": LazyCommand(
+        "certwatch.commands.monitor:serve_command",
+        "Keep scanning the inventory, each source when it is due, until stopped.",
+    ),
+    "team": LazyCommand(
+        "certwatch.commands.alerting:team_group",
+        "Add, list and show teams, which own endpoints and hear their alerts.",
+        subcommands=("certwatch.commands.web:team_calendar_command",),
+    ),
+    "user": LazyCommand(
+        "certwatch.commands.users:user_group",
+        "List the web site's accounts, set passwords and change team members.",
+    ),
+    "where": LazyCommand(
+        "certwatch.commands.certificates:where_command",
+        "Show every endpoint address and file where a certificate is deployed now.",
+    ),
+}
+
+
+def load_command(target: str) -> click.Command:
+    """Import the click command named `module:attribute`.
+
+    Raises:
+        TypeError: the attribute is not a click command.
+    """
+    module_name, _, attribute = target.partition(":")
+    command = getattr(importlib.import_module(module_name), attribute)
+    if not isinstance(command, click.Command):
+        raise TypeError(
+            f"{target!r} is a {type(command).__name__}, not a click command: "
+            "fix its entry in certwatch.cli.LAZY_COMMANDS."
+        )
+    return command
+
+
+class LazyGroup(click.Group):
+    """A click group that imports each subcommand when it is first used."""
+
+    def __init__(
+        self,
+        *args: Any,
+        lazy_commands: Mapping[str, LazyCommand],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = lazy_commands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        lazy = self.lazy_commands.get(cmd_name)
+        if lazy is not None and cmd_name not in self.commands:
+            command = load_command(lazy.target)
+            if isinstance(command, click.Group):
+                for target in lazy.subcommands:
+                    command.add_command(load_command(target))
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(
+        self, ctx: click.Context, formatter: click.HelpFormatter
+    ) -> None:
+        """Write the command list, taking the help of unloaded commands from the table.
+
+        A stand-in command carries the table's sentence, so click shortens it
+        to the terminal width exactly as it shortens the loaded command's help.
+        """
+        rows: list[tuple[str, click.Command]] = []
+        for name in self.list_commands(ctx):
+            command = self.commands.get(name)
+            if command is None:
+                command = click.Command(name, help=self.lazy_commands[name].short_help)
+            if not command.hidden:
+                rows.append((name, command))
+        if not rows:
+            return
+
+        limit = formatter.width - 6 - max(len(name) for name, _ in rows)
+        with formatter.section("Commands"):
+            formatter.write_dl(
+                [(name, command.get_short_help_str(limit)) for name, command in rows]
+            )
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy_commands=LAZY_COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="certwatch")
 @click.option(
     "-v",
@@ -71,255 +215,6 @@ def cli(verbose: int) -> None:
     )
 
 
-@cli.command()
-@click.argument("items", nargs=-1, metavar="[TARGET|PATH]...")
-@click.option(
-    "--targets-file",
-    # utf-8-sig drops the byte order mark that some Windows editors write.
-    type=click.File("r", encoding="utf-8-sig"),
-    multiple=True,
-    help="Read targets from FILE, one per line, '#' starts a comment; '-' reads stdin.",
-)
-@click.option(
-    "--resolve",
-    "resolve_values",
-    multiple=True,
-    metavar="NAME:PORT:ADDRESS[,ADDRESS]",
-    help="Connect to ADDRESS for NAME:PORT, keeping NAME for SNI and name "
-    "matching; give several addresses separated by commas or by repeating it.",
-)
-@click.option(
-    "--protocol",
-    type=click.Choice(sorted([AUTO_PROTOCOL, *SCHEME_PORTS]), case_sensitive=False),
-    default=DEFAULT_PROTOCOL,
-    show_default=True,
-    metavar="NAME",
-    help="Protocol of the targets given without a scheme, which also sets "
-    "their default port: "
-    f"{protocol_names()}. 'auto' picks it from the port.",
-)
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=10.0,
-    show_default=True,
-    help="Deadline in seconds per address, covering connect, STARTTLS "
-    "dialogue and handshake.",
-)
-@click.option(
-    "--concurrency",
-    type=click.IntRange(1, 10000),
-    default=100,
-    show_default=True,
-    help="Maximum number of addresses probed at the same time.",
-)
-@click.option(
-    "--ca-file",
-    type=click.Path(path_type=Path),
-    multiple=True,
-    envvar="CERTWATCH_CA_FILE",
-    help="Also trust the root certificates in this PEM, DER or PKCS#7 file "
-    "(or set CERTWATCH_CA_FILE, several paths separated by ':').",
-)
-@click.option(
-    "--only-ca-file",
-    is_flag=True,
-    help="Trust only the roots given with --ca-file, not the certifi bundle.",
-)
-@click.option(
-    "--warning",
-    "warning_text",
-    metavar="DAYS|PERCENT",
-    help="Warn when fewer days (21) or less of the lifetime (25%) remain. "
-    "Default: a third of the lifetime or 30 days, whichever is shorter.",
-)
-@click.option(
-    "--critical",
-    "critical_text",
-    metavar="DAYS|PERCENT",
-    help="Critical when fewer days (7) or less of the lifetime (10%) remain. "
-    "Default: a tenth of the lifetime or 7 days, whichever is shorter.",
-)
-@click.option(
-    "--pkcs12-password",
-    envvar="CERTWATCH_PKCS12_PASSWORD",
-    help="Password of PKCS#12 files (or set CERTWATCH_PKCS12_PASSWORD).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the JSON report.")
-@click.option(
-    "--nagios", is_flag=True, help="Print one Nagios plugin line with performance data."
-)
-def check(
-    items: tuple[str, ...],
-    targets_file: tuple[TextIO, ...],
-    resolve_values: tuple[str, ...],
-    protocol: str,
-    timeout: float,
-    concurrency: int,
-    ca_file: tuple[Path, ...],
-    only_ca_file: bool,
-    warning_text: str | None,
-    critical_text: str | None,
-    pkcs12_password: str | None,
-    as_json: bool,
-    nagios: bool,
-) -> None:
-    """Check endpoints and certificate files now and print a report.
-
-    Each argument is a target (host, host:port, [IPv6]:port, an address, an
-    https:// URL, or SCHEME://host[:port] for another protocol such as
-    smtp://mail.example.test) or a path to a certificate file or folder. An
-    argument is a path when it starts with '/', './', '../' or '~', or names
-    an existing file or folder. Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN; the
-    worst result wins, with CRITICAL worse than UNKNOWN.
-    """
-    if as_json and nagios:
-        raise click.UsageError("Choose one of --json and --nagios.")
-
-    texts = list(items)
-    for handle in targets_file:
-        texts.extend(read_target_lines(handle))
-    if not texts and targets_file:
-        names = ", ".join(repr(handle.name) for handle in targets_file)
-        raise click.UsageError(
-            f"The targets file {names} contains no target: add one target per line."
-        )
-    if not texts:
-        raise click.UsageError("Give at least one target or path, or --targets-file.")
-
-    try:
-        overrides = _parse_overrides(resolve_values)
-        thresholds = parse_thresholds(warning_text, critical_text)
-        roots = load_roots(ca_file, only_ca_files=only_ca_file)
-    except CertwatchError as exc:
-        raise click.UsageError(str(exc)) from exc
-
-    try:
-        settings = ProbeSettings(timeout=timeout, concurrency=concurrency)
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
-    policy = AnalysisPolicy(
-        roots=roots, public_roots=not only_ca_file, thresholds=thresholds
-    )
-    paths, endpoints, invalid = classify_items(texts, protocol)
-    resolver = PinnedResolver(overrides, fallback=SystemResolver())
-    now = datetime.now(UTC)
-
-    results = [result_from_invalid_target(i) for i in invalid]
-    password = pkcs12_password.encode() if pkcs12_password is not None else None
-    found = check_paths(paths, policy=policy, now=now, pkcs12_password=password)
-    results.extend(found.results)
-    results.extend(asyncio.run(_probe_all(endpoints, settings, policy, now, resolver)))
-
-    exit_code = worst_status([r.status for r in results]).exit_code
-    try:
-        _print_report(
-            results,
-            found.skipped,
-            now=now,
-            as_json=as_json,
-            nagios=nagios,
-            policy=policy,
-        )
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # A reader such as `head` closed the pipe. The verdict still counts,
-        # and Python must not try to flush the closed stdout again at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    sys.exit(exit_code)
-
-
-def read_target_lines(handle: TextIO) -> list[str]:
-    """Return the targets of a targets file, without comments and blank lines.
-
-    Raises:
-        click.UsageError: the file is not UTF-8 text.
-    """
-    targets = []
-    try:
-        for line in handle:
-            text = line.split("#", 1)[0].strip()
-            if text:
-                targets.append(text)
-    except UnicodeDecodeError as exc:
-        raise click.UsageError(
-            f"The targets file {handle.name!r} is not UTF-8 text ({exc.reason} at "
-            f"byte {exc.start}): save it as UTF-8 with one target per line."
-        ) from exc
-    return targets
-
-
-def _parse_overrides(values: Sequence[str]) -> dict[tuple[str, int], list[str]]:
-    """Merge `--resolve` values; repeating a name adds addresses, as in curl."""
-    pins: dict[tuple[str, int], list[str]] = {}
-    for value in values:
-        host, port, addresses = parse_resolve(value)
-        pins.setdefault((host, port), []).extend(addresses)
-    return pins
-
-
-async def _probe_all(
-    endpoints: Sequence[Endpoint],
-    settings: ProbeSettings,
-    policy: AnalysisPolicy,
-    now: datetime,
-    resolver: Resolver,
-) -> list[Result]:
-    results: list[Result] = []
-    if not endpoints:
-        return results
-    stream = check_endpoints(
-        endpoints, settings=settings, policy=policy, now=now, resolver=resolver
-    )
-    if len(endpoints) < PROGRESS_MIN_ENDPOINTS or not sys.stderr.isatty():
-        return [result async for result in stream]
-
-    progress = Progress(
-        TextColumn("checking"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
-    targets_done: set[str] = set()
-    with progress:
-        task = progress.add_task("check", total=len(endpoints))
-        async for result in stream:
-            results.append(result)
-            targets_done.add(result.target)
-            progress.update(task, completed=len(targets_done))
-    return results
-
-
-def _print_report(
-    results: list[Result],
-    skipped: list[FileProblem],
-    *,
-    now: datetime,
-    as_json: bool,
-    nagios: bool,
-    policy: AnalysisPolicy,
-) -> None:
-    if as_json:
-        document = render_document(results, now=now, skipped=skipped)
-        click.echo(json.dumps(document, indent=2))
-    elif nagios:
-        click.echo(
-            render_status_line(
-                results, lambda result: _threshold_days(result, policy.thresholds)
-            )
-        )
-    else:
-        print_table(results, stdout_console(), skipped=skipped)
-
-
-def _threshold_days(result: Result, thresholds: Thresholds) -> tuple[int, int] | None:
-    leaf = result.leaf
-    if leaf is None:
-        return None
-    return threshold_days(leaf, thresholds)
-
-
 def main() -> None:
     """Run the command line; usage errors exit with UNKNOWN (3), not 2."""
     try:
@@ -331,19 +226,3 @@ def main() -> None:
         click.echo("Aborted.", err=True)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
-
-
-# The inventory commands import helpers from this module, so they are
-# registered once everything above is defined.
-from certwatch.commands.inventory_commands import register_inventory_commands  # noqa: E402
-
-register_inventory_commands(cli)
-
-from certwatch.commands.monitor import (  # noqa: E402
-    run_command,
-    scan_command,
-    serve_command,
-)
-
-for _command in (scan_command, run_command, serve_command):
-    cli.add_command(_command)

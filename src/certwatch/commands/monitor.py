@@ -33,7 +33,7 @@ from certwatch.alerts.settings import load_delivery_settings, with_receiver_poli
 from certwatch.commands.inventory import parse_sources
 from certwatch.commands.options import threshold_options
 from certwatch.commands.output import closed_pipe_ignored
-from certwatch.commands.queries import find_endpoints
+from certwatch.commands.queries import find_endpoints, not_found_hint
 from certwatch.commands.store import open_store
 from certwatch.errors import CertwatchError
 from certwatch.monitor.cycle import (
@@ -55,7 +55,6 @@ from certwatch.store.models import FileSourceRow
 from certwatch.store.observations import CompletedScan
 from certwatch.truststore import load_roots
 from certwatch.web.heartbeat import record_cycle_completed
-from certwatch.web.server import WebServerError, run_web_and_monitor
 from certwatch.web.settings import WebSettingsError, load_web_settings
 from certwatch.x509.expiry import parse_thresholds
 from certwatch.x509.model import AnalysisPolicy
@@ -118,7 +117,8 @@ def scan_options(command: CommandT) -> CommandT:
             type=click.FloatRange(min=0, min_open=True),
             default=10.0,
             show_default=True,
-            help="Deadline in seconds per address, covering connect and handshake.",
+            help="Deadline in seconds per address, covering connect, STARTTLS "
+            "dialogue and handshake.",
         ),
         click.option(
             "--concurrency",
@@ -262,12 +262,21 @@ def serve_command(**values: Any) -> None:
     finish and be recorded, then exits with code 0. Logs at INFO level or
     more detailed with -vv.
     """
+    from certwatch.monitor.retention import history_retention
+
+    # Only this command runs the web server, and importing it (uvicorn,
+    # FastAPI) would add about half a second to `scan` and `run` too.
+    from certwatch.web.server import WebServerError, run_web_and_monitor
+
     options = _options(values)
     settings = options.settings()
     policy = options.policy()
     try:
         web = load_web_settings()
-    except WebSettingsError as exc:
+        # Read here so a bad value stops start-up instead of only turning
+        # the daily compaction off.
+        history_retention()
+    except (WebSettingsError, SettingsError) as exc:
         raise click.ClickException(str(exc)) from exc
     # Contacts added on the web obey the site's address policy, as its
     # targets do.
@@ -391,6 +400,9 @@ def _one_line_per_scan() -> None:
     """
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
         logging.getLogger("certwatch.check").setLevel(logging.WARNING)
+        # Alembic logs its set-up at INFO on every start, even with nothing
+        # to migrate.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _selection(
@@ -414,11 +426,13 @@ def _named_sources(session: Session, targets: Sequence[str]) -> Selection:
     endpoint_ids: list[int] = []
     file_ids: list[int] = []
     missing: list[str] = []
+    hints: list[str] = []
     for endpoint in sources.endpoints:
         found = find_endpoints(session, endpoint)
         endpoint_ids.extend(record.id for record in found)
         if not found:
             missing.append(endpoint.target)
+            hints.append(not_found_hint(session, endpoint))
     for path in sources.paths:
         file_id = session.scalar(
             select(FileSourceRow.id).where(FileSourceRow.path == path)
@@ -434,6 +448,7 @@ def _named_sources(session: Session, targets: Sequence[str]) -> Selection:
                 f"'certwatch add {text}' first."
                 for text in missing
             )
+            + "".join(hints)
         )
     return Selection(
         endpoint_ids=tuple(dict.fromkeys(endpoint_ids)),
