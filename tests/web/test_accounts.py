@@ -10,18 +10,21 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from argon2 import PasswordHasher
+from click.testing import CliRunner
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from tests.monitor.helpers import Clock
 from tests.web.conftest import ServeApp
 
+from certwatch.cli import cli
 from certwatch.store.accounts import find_user
 from certwatch.store.alerts import find_team
+from certwatch.store.inventory import ensure_team
 from certwatch.store.models import DEFAULT_TEAM, MembershipRow, SessionRow, UserRow
 from certwatch.web.accounts import safe_next
 from certwatch.web.auth import CSRF_COOKIE, SESSION_COOKIE
@@ -146,6 +149,30 @@ def test_signup_first_account_becomes_admin(
     assert user.password_hash.startswith("$argon2id$")
     assert membership.team_id == default_team_id(sessions)
     assert membership.role == "owner"
+
+
+def test_admin_owns_teams_made_from_the_shell(
+    serve_app: ServeApp,
+    browsers: list[Browser],
+    sessions: sessionmaker[Session],
+    database_url: str,
+) -> None:
+    base_url = serve_app()
+    with sessions() as session, session.begin():
+        ensure_team(session, "web", now=datetime.now(UTC))
+    open_browser(browsers, base_url).sign_up(ADMIN)
+    added = CliRunner().invoke(
+        cli, ["team", "add", "mail"], env={"CERTWATCH_DATABASE_URL": database_url}
+    )
+    admin = open_browser(browsers, base_url)
+    admin.log_in(ADMIN)
+
+    teams = admin.client.get("/teams")
+
+    assert added.exit_code == 0, added.output
+    assert ">web</a> (owner)" in teams.text
+    assert ">mail</a> (owner)" in teams.text
+    assert ">default</a> (owner)" in teams.text
 
 
 def test_signup_invite_only_rejects_second_account(

@@ -10,14 +10,17 @@ server's working folder.
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import select
+from tests.servers import LocalServer, ServerOptions
 from tests.web.test_api import Site, site  # noqa: F401
 
+from certwatch.commands.inventory_csv import COLUMNS
 from certwatch.store.accounts import (
     add_membership,
     create_session,
@@ -112,5 +115,45 @@ def test_add_page_csv_paths_same_answer(
 
     assert response.status_code == 400, response.text[:300]
     text = html.unescape(response.text)
-    assert "Line 2: Certificate files cannot be added on the web page" in text
+    assert "Line 2 of the CSV file names a certificate file" in text
     assert "present.pem" not in text
+
+
+def test_add_page_csv_accepts_export_columns(
+    site: Site, local_servers_on_one_port: Callable[..., list[LocalServer]]
+) -> None:
+    """A file in the layout of `certwatch export --format csv` adds its endpoints.
+
+    The pinned rows keep their addresses, the file row is skipped and the
+    scan settings are ignored, each with a notice rather than a rejection.
+    """
+    addresses = ("127.0.0.21", "127.0.0.22")
+    servers = local_servers_on_one_port(
+        *(
+            ServerOptions(chain=site.pki.chain(site.pki.leaf), host=address)
+            for address in addresses
+        )
+    )
+    port = servers[0].port
+    client, csrf = owner_client(site, "export@example.test")
+    rows = [",".join(COLUMNS)]
+    for address in addresses:
+        target = f"lb.test:{port}"
+        rows.append(f"{target},lb.test,{port},https,,{address},,alpha,web,1d,true,,")
+    rows.append(",,,,,,/etc/ssl/site.pem,alpha,,1d,true,,")
+
+    response = upload(site, client, csrf, ("\r\n".join(rows) + "\r\n").encode())
+
+    assert response.status_code == 200, response.text[:500]
+    text = html.unescape(response.text)
+    for address in addresses:
+        assert f"lb.test:{port} (at {address})" in text
+    assert "Line 4 of the CSV file names a certificate file" in text
+    assert "The columns enabled, interval were not applied" in text
+    with site.sessions() as session:
+        stored = session.execute(
+            select(EndpointRow.target, EndpointRow.address).where(
+                EndpointRow.team_id == site.alpha.id, EndpointRow.host == "lb.test"
+            )
+        ).all()
+    assert sorted(stored) == [(f"lb.test:{port}", address) for address in addresses]

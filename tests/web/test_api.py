@@ -20,6 +20,7 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
+from tests.dialogue_servers import DialogueOptions, DialogueServer
 from tests.monitor.helpers import Clock, Pki, pinned, settings
 from tests.servers import LocalServer, ServerOptions
 
@@ -612,3 +613,62 @@ def test_token_page_member_forbidden(site: Site) -> None:
     response = client.get(f"/teams/{site.alpha.id}/tokens")
 
     assert response.status_code == 403
+
+
+def test_api_create_with_protocol(site: Site) -> None:
+    client = site.client()
+    headers = bearer(site.alpha.member_token)
+    options = DialogueOptions("smtp", site.pki.chain(site.pki.leaf))
+
+    with DialogueServer(options) as smtp:
+        smtp_target = f"{NAME}:{smtp.port}"
+        body = {"team_id": site.alpha.id, "targets": [smtp_target], "protocol": "smtp"}
+        response = client.post("/api/endpoints", json=body, headers=headers)
+
+    assert response.status_code == 201, response.text
+    [added] = response.json()["added"]
+    [result] = added["results"]
+    assert result["error"] is None
+    assert result["days_left"] == 60
+    assert smtp.server_names == [NAME]
+    read = client.get(f"/api/endpoints/{added['endpoint_id']}", headers=headers)
+    assert read.json()["protocol"] == "smtp"
+    assert read.json()["target"] == smtp_target
+
+
+def test_api_create_with_protocol_auto(site: Site) -> None:
+    client = site.client()
+    headers = bearer(site.alpha.member_token)
+    # An unknown port means https, which the site's TLS server speaks.
+    body = {
+        "team_id": site.alpha.id,
+        "targets": [f"{NAME}:{site.server.port}"],
+        "protocol": "auto",
+    }
+
+    response = client.post("/api/endpoints", json=body, headers=headers)
+
+    assert response.status_code == 201, response.text
+    [added] = response.json()["added"]
+    assert added["results"][0]["days_left"] == 60
+    read = client.get(f"/api/endpoints/{added['endpoint_id']}", headers=headers)
+    assert read.json()["protocol"] == "https"
+
+
+def test_api_create_unknown_protocol(site: Site) -> None:
+    client = site.client()
+    body = {"team_id": site.alpha.id, "targets": [NAME], "protocol": "gopher"}
+
+    response = client.post(
+        "/api/endpoints", json=body, headers=bearer(site.alpha.member_token)
+    )
+
+    assert response.status_code == 400, response.text
+    assert "Unknown protocol 'gopher'" in response.text
+
+
+def test_openapi_protocol_mentions_auto(site: Site) -> None:
+    document = site.client().get("/openapi.json").json()
+
+    fields = document["components"]["schemas"]["EndpointCreate"]["properties"]
+    assert "auto to pick it from the port" in fields["protocol"]["description"]

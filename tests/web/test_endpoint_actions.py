@@ -146,7 +146,9 @@ def test_endpoint_settings_reschedule(site: Site) -> None:  # noqa: F811
     assert response.status_code == 303
     assert after is not None
     assert after.interval_seconds == 1800
-    assert after.next_scan_at == before.last_scanned_at + timedelta(minutes=30)
+    # One new interval after the last scan, moved by at most 10 % either way.
+    planned = before.last_scanned_at + timedelta(minutes=30)
+    assert abs(after.next_scan_at - planned) <= timedelta(minutes=3)
     assert after.enabled is True
     assert tags == ["prod", "web"]
 
@@ -224,7 +226,9 @@ def test_api_patch_interval_reschedules(site: Site) -> None:  # noqa: F811
 
     assert response.status_code == 200, response.text
     assert after is not None
-    assert after.next_scan_at == before.last_scanned_at + timedelta(minutes=30)
+    # One new interval after the last scan, moved by at most 10 % either way.
+    planned = before.last_scanned_at + timedelta(minutes=30)
+    assert abs(after.next_scan_at - planned) <= timedelta(minutes=3)
     assert response.json()["next_scan_at"].startswith(
         after.next_scan_at.strftime("%Y-%m-%dT%H:%M")
     )

@@ -46,6 +46,7 @@ from certwatch.store.accounts import (
     LoginSession,
     User,
     accept_invitation,
+    adopt_teams_without_members,
     count_users,
     create_account_token,
     create_session,
@@ -251,6 +252,9 @@ def signup(
                 accept_invitation(session, found, user.id, now=now)
             elif context.settings.signup == "open" and not user.is_admin:
                 create_own_team(session, user, now=now)
+            if user.is_admin:
+                # Teams made from the shell before anyone signed up.
+                adopt_teams_without_members(session, now=now)
             # The invitation link reached the invited address; the first
             # account of a site without a mail server has no way to verify.
             verified = found is not None or (user.is_admin and smtp is None)

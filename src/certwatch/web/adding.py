@@ -36,6 +36,7 @@ from certwatch.targets import (
     validate_protocol,
 )
 from certwatch.web.dependencies import WebContext
+from certwatch.web.endpoint_labels import endpoint_label
 from certwatch.web.settings import ENDPOINT_LIMIT_VARIABLE
 
 MAX_TARGETS_PER_REQUEST = 100
@@ -91,12 +92,16 @@ def add_endpoints(
     *,
     tags: Sequence[str] = (),
     protocol: str | None = None,
+    parsed: Sequence[Endpoint] = (),
 ) -> AddReport:
-    """Store the targets in `texts` for a team and probe them at once.
+    """Store the targets in `texts` and the `parsed` endpoints for a team; probe them.
 
     The caller has checked that the user may add endpoints to the team.
-    Blank texts are ignored and repeated ones added once. Tags, when given,
-    replace the tags of an endpoint the team watches already.
+    Blank texts are ignored and repeated ones added once. `parsed` contains
+    endpoints that a text cannot express, such as CSV rows that pin an
+    address or a server name. The report names each by `parsed_label`.
+    Tags, when given, replace the tags of an endpoint the team watches
+    already.
 
     Raises:
         AddingError: the request as a whole cannot be served: too many
@@ -106,7 +111,9 @@ def add_endpoints(
             allowed at once; nothing is stored then.
     """
     with context.probe_slots.hold(f"team:{team_id}"):
-        return _add_endpoints(context, team_id, texts, tags=tags, protocol=protocol)
+        return _add_endpoints(
+            context, team_id, texts, tags=tags, protocol=protocol, parsed=parsed
+        )
 
 
 def _add_endpoints(
@@ -116,14 +123,18 @@ def _add_endpoints(
     *,
     tags: Sequence[str] = (),
     protocol: str | None = None,
+    parsed: Sequence[Endpoint] = (),
 ) -> AddReport:
-    wanted = _unique_texts(texts)
+    labels = {parsed_label(endpoint): endpoint for endpoint in parsed}
+    wanted = _unique_texts([*texts, *labels])
     clean_tags = _clean_tags(tags)
     try:
         validate_protocol(protocol or DEFAULT_PROTOCOL)
     except TargetError as exc:
         raise AddingError(str(exc)) from exc
-    endpoints, aliases, rejected = _parse(wanted, protocol or DEFAULT_PROTOCOL)
+    texts_only = [text for text in wanted if text not in labels]
+    endpoints, aliases, rejected = _parse(texts_only, protocol or DEFAULT_PROTOCOL)
+    endpoints.update(labels)
     setup = web_scan_setup(context)
     if not context.settings.allow_private_targets:
         endpoints, blocked = _screen(endpoints, setup.resolver, setup.monitor.probe)
@@ -176,6 +187,14 @@ def _with_aliases(
             reason = f"{alias!r} is the same endpoint as {first!r}: {reasons[first]}"
             rejected.append(RejectedTarget(alias, reason))
     return added, rejected
+
+
+def parsed_label(endpoint: Endpoint) -> str:
+    """Name a parsed endpoint as `certwatch list` does, with its server name if set."""
+    label = endpoint_label(endpoint.target, endpoint.address)
+    if endpoint.server_name is not None and endpoint.server_name != endpoint.host:
+        label += f" (server name {endpoint.server_name})"
+    return label
 
 
 def _unique_texts(texts: Sequence[str]) -> list[str]:
@@ -289,7 +308,9 @@ async def _blocked_reasons(
 async def _blocked_reason(
     endpoint: Endpoint, resolver: Resolver, settings: ProbeSettings
 ) -> str | None:
-    if endpoint.is_ip:
+    if endpoint.address is not None:
+        addresses = [endpoint.address]
+    elif endpoint.is_ip:
         addresses = [endpoint.host]
     else:
         try:

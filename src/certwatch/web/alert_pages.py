@@ -446,9 +446,12 @@ def _acknowledgement(alert: TeamAlert, now: datetime) -> str:
     return "no longer acknowledged."
 
 
-def _existing_endpoints(session: Session, alerts: Sequence[TeamAlert]) -> set[int]:
-    """Return the ids of the endpoints that the alerts' places name and that exist.
+def _existing_endpoints(
+    session: Session, alerts: Sequence[TeamAlert]
+) -> dict[int, str | None]:
+    """Return the endpoints that the alerts' places name and that exist.
 
+    Each id maps to the endpoint's pinned address, `None` when DNS decides.
     A resolved alert keeps the places of an endpoint removed since, whose
     page returns 404.
     """
@@ -459,16 +462,18 @@ def _existing_endpoints(session: Session, alerts: Sequence[TeamAlert]) -> set[in
         if place.get("endpoint_id") is not None
     }
     if not ids:
-        return set()
-    found = session.scalars(select(EndpointRow.id).where(EndpointRow.id.in_(ids)))
-    return set(found)
+        return {}
+    found = session.execute(
+        select(EndpointRow.id, EndpointRow.address).where(EndpointRow.id.in_(ids))
+    )
+    return {endpoint_id: address or None for endpoint_id, address in found}
 
 
 def _alert_view(
     alert: TeamAlert,
     deliveries: Sequence[AlertDelivery],
     roles: Mapping[int, str],
-    existing: set[int],
+    existing: Mapping[int, str | None],
     now: datetime,
 ) -> AlertView:
     state = alert.state(now)
@@ -498,7 +503,7 @@ def _alert_view(
     )
 
 
-def _place(place: Mapping[str, Any], existing: set[int]) -> PlaceLink:
+def _place(place: Mapping[str, Any], existing: Mapping[int, str | None]) -> PlaceLink:
     path = place.get("path")
     if path is not None:
         return PlaceLink(str(path), None, None)
@@ -507,6 +512,11 @@ def _place(place: Mapping[str, Any], existing: set[int]) -> PlaceLink:
     href = None
     if endpoint_id is not None and int(endpoint_id) in existing:
         href = f"/endpoints/{int(endpoint_id)}"
+        # An endpoint-wide place, such as that of an unreachable endpoint,
+        # has no address, but endpoints pinned to different addresses share
+        # their target, so the pinned address distinguishes them.
+        if address is None:
+            address = existing[int(endpoint_id)]
     return PlaceLink(
         target=str(place.get("target") or ""),
         detail=None if address is None else str(address),

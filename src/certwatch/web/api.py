@@ -57,7 +57,7 @@ from certwatch.web.api_models import (
     ResultOut,
     ScanOut,
 )
-from certwatch.web.dependencies import Context
+from certwatch.web.dependencies import Context, WebContext
 from certwatch.web.ids import Offset, is_row_id
 
 MAX_PAGE = 500
@@ -137,7 +137,7 @@ def list_endpoints(
             .offset(offset)
             .limit(limit)
         ).all()
-        items = _endpoints_out(session, list(rows))
+        items = _endpoints_out(session, list(rows), _default_interval(context))
     return EndpointPage(items=items, total=total or 0, offset=offset, limit=limit)
 
 
@@ -192,7 +192,7 @@ def read_endpoint(context: Context, caller: Caller, endpoint_id: int) -> Endpoin
     """Return one endpoint of the caller's teams."""
     with context.sessions() as session:
         row = _endpoint_row(session, caller, endpoint_id, "viewer")
-        return _endpoints_out(session, [row])[0]
+        return _endpoints_out(session, [row], _default_interval(context))[0]
 
 
 @router.patch("/endpoints/{endpoint_id}", response_model=EndpointOut)
@@ -215,6 +215,7 @@ def update_endpoint(
                 endpoint_from_row(row),
                 now=now,
                 settings=SourceSettings(team=team.name, interval=interval),
+                default_interval=_default_interval(context),
                 team_only=True,
             )
         if body.enabled is not None:
@@ -226,7 +227,7 @@ def update_endpoint(
             session.add_all(EndpointTagRow(endpoint_id=row.id, tag=t) for t in tags)
         row.updated_at = now
         session.flush()
-        return _endpoints_out(session, [row])[0]
+        return _endpoints_out(session, [row], _default_interval(context))[0]
 
 
 @router.delete("/endpoints/{endpoint_id}", status_code=204)
@@ -325,7 +326,13 @@ def _filtered(
     return query
 
 
-def _endpoints_out(session: Session, rows: list[EndpointRow]) -> list[EndpointOut]:
+def _default_interval(context: WebContext) -> timedelta:
+    return context.scans.monitor.default_interval
+
+
+def _endpoints_out(
+    session: Session, rows: list[EndpointRow], default_interval: timedelta
+) -> list[EndpointOut]:
     ids = [row.id for row in rows]
     tags: dict[int, list[str]] = {i: [] for i in ids}
     for endpoint_id, tag in session.execute(
@@ -352,7 +359,10 @@ def _endpoints_out(session: Session, rows: list[EndpointRow]) -> list[EndpointOu
             server_name=row.server_name or None,
             address=row.address or None,
             tags=tags[row.id],
-            interval_seconds=row.interval_seconds,
+            interval_seconds=(
+                row.interval_seconds or int(default_interval.total_seconds())
+            ),
+            interval_default=row.interval_seconds is None,
             enabled=row.enabled,
             last_status=row.last_status,
             last_scanned_at=row.last_scanned_at,

@@ -32,6 +32,9 @@ class EndpointOut(BaseModel):
 
     `last_status` and `not_after` are `null` before the first scan;
     `not_after` is the soonest not_after of the leaves the latest scan saw.
+    `interval_seconds` is the interval in effect, and `interval_default`
+    tells whether it is the configured default, which the endpoint follows
+    when that default changes.
     """
 
     id: int
@@ -45,6 +48,7 @@ class EndpointOut(BaseModel):
     address: str | None
     tags: list[str]
     interval_seconds: int
+    interval_default: bool
     enabled: bool
     last_status: str | None
     last_scanned_at: datetime | None
@@ -69,7 +73,9 @@ class EndpointCreate(BaseModel):
     tags: list[str] = Field(default_factory=list)
     protocol: str | None = Field(
         default=None,
-        description="protocol of targets without a scheme, such as smtp; default https",
+        description="protocol of targets without a scheme, which also sets their "
+        "default port: a name such as smtp, imap or ldap, or auto to pick it from "
+        "the port (an unknown port means https); default https",
     )
 
 

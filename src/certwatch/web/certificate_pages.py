@@ -9,7 +9,7 @@ one does, so fingerprints reveal nothing about other teams' inventories.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -26,6 +26,7 @@ from certwatch.store.team_certificates import (
     TeamStaleDeployment,
     team_certificate,
     team_certificate_page,
+    team_current_findings,
     team_stale_deployments,
 )
 from certwatch.web.accounts import render
@@ -63,6 +64,20 @@ class Expiry:
     days: int | None
     word: str
     level: str
+
+
+@dataclass(frozen=True)
+class Grade:
+    """The worst of a certificate's expiry and the findings of its current places.
+
+    `level` names the CSS class and `word` gives the same in words. `codes`
+    are the finding codes of that severity, such as `self_signed`, and are
+    empty when the expiry alone sets the grade.
+    """
+
+    word: str
+    level: str
+    codes: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -115,6 +130,7 @@ class CertificateView:
     names: list[str]
     issuer: str
     expiry: Expiry
+    grade: Grade
     places: list[PlaceView]
     stale: StaleView | None
 
@@ -138,8 +154,14 @@ def certificates_page(
         )
         sha256s = [item.certificate.sha256 for item in found.certificates]
         stale = team_stale_deployments(session, sha256s, team_ids, now=now)
+        findings = team_current_findings(session, sha256s, team_ids)
     certificates = [
-        _certificate_view(item, stale.get(item.certificate.sha256), now)
+        _certificate_view(
+            item,
+            stale.get(item.certificate.sha256),
+            findings.get(item.certificate.sha256, {}),
+            now,
+        )
         for item in found.certificates
     ]
     values = {
@@ -272,6 +294,31 @@ def expiry(
     return Expiry(minute(not_after), left, "OK", "ok")
 
 
+# The finding severity that each expiry level stands for, to compare them.
+_EXPIRY_SEVERITY = {
+    "critical": Severity.CRITICAL,
+    "warning": Severity.WARNING,
+    "ok": Severity.INFO,
+    "unknown": Severity.INFO,
+}
+
+
+def grade(expiry: Expiry, findings: Mapping[str, Severity]) -> Grade:
+    """Grade a certificate by the worse of its expiry and its findings.
+
+    `findings` maps the finding codes of the certificate's current places
+    to their severity. Findings of severity info never change the grade.
+    """
+    worst = max(findings.values(), default=Severity.INFO)
+    by_expiry = _EXPIRY_SEVERITY[expiry.level]
+    if worst is Severity.INFO or worst < by_expiry:
+        return Grade(expiry.word, expiry.level, ())
+    codes = tuple(sorted(code for code, level in findings.items() if level == worst))
+    if worst == by_expiry:
+        return Grade(expiry.word, expiry.level, codes)
+    return Grade(worst.label.capitalize(), worst.label, codes)
+
+
 def minute(moment: datetime | None) -> str:
     """Format a time as `YYYY-MM-DD HH:MM` in UTC; "-" when unknown."""
     return "-" if moment is None else moment.strftime("%Y-%m-%d %H:%M")
@@ -308,16 +355,21 @@ def place_view(place: TeamPlace, stale: set[tuple[int, str]]) -> PlaceView:
 
 
 def _certificate_view(
-    item: TeamCertificate, stale: TeamStaleDeployment | None, now: datetime
+    item: TeamCertificate,
+    stale: TeamStaleDeployment | None,
+    findings: Mapping[str, Severity],
+    now: datetime,
 ) -> CertificateView:
     summary = item.certificate
     stale_places = _stale_places(stale)
+    expires = expiry(summary.not_before, summary.not_after, now)
     return CertificateView(
         sha256=summary.sha256,
         title=_title(summary),
         names=certificate_names(summary),
         issuer=short_name(summary.issuer),
-        expiry=expiry(summary.not_before, summary.not_after, now),
+        expiry=expires,
+        grade=grade(expires, findings),
         places=[place_view(place, stale_places) for place in item.places],
         stale=None if stale is None else _stale_view(stale, now),
     )

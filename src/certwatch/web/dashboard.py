@@ -34,10 +34,12 @@ from certwatch.store.inventory import (
     list_file_sources,
     normalize_tags,
 )
+from certwatch.store.latest_reasons import latest_reasons
 from certwatch.store.models import EndpointRow, EndpointTagRow
 from certwatch.web.accounts import render
 from certwatch.web.auth import CurrentUser
 from certwatch.web.dependencies import Context, WebContext
+from certwatch.web.endpoint_labels import endpoint_label
 from certwatch.web.timeline import (
     STATUS_ORDER,
     ExpiryTimeline,
@@ -99,10 +101,14 @@ class DashboardFilter:
 class SourceRow:
     """One line of the dashboard: an endpoint or a file source.
 
+    `target` is the file's path, or the endpoint's target with its pinned
+    address, such as `lb.test:8443 (at 192.0.2.21)`, as `certwatch list`
+    prints it.
     `status` is `None` before the first scan. `days_left` and `not_after`
     are `None` until a scan obtained a certificate. `stale_expiry` is true
     when the latest scan obtained none, because they then describe an
-    earlier scan.
+    earlier scan. `reasons` are the error reasons and finding codes of the
+    latest scan, such as `starttls_not_offered`.
     """
 
     kind: str
@@ -115,6 +121,7 @@ class SourceRow:
     days_left: int | None
     last_scanned_at: datetime | None
     stale_expiry: bool
+    reasons: tuple[str, ...] = ()
 
     @property
     def status_word(self) -> str:
@@ -226,9 +233,20 @@ def _listing(
         session, filters, by_expiry=True, undated_first=True, limit=FILE_SOURCE_LIMIT
     )
     timeline = expiry_timeline(session, filters, now=now)
+    reasons = latest_reasons(
+        session,
+        endpoint_ids=[record.id for record in endpoints],
+        file_source_ids=[record.id for record in files],
+    )
     return {
-        "endpoints": [_endpoint_row(record, now) for record in endpoints],
-        "files": [_file_row(record, now) for record in files],
+        "endpoints": [
+            _endpoint_row(record, now, reasons.get(("endpoint", record.id), ()))
+            for record in endpoints
+        ],
+        "files": [
+            _file_row(record, now, reasons.get(("file", record.id), ()))
+            for record in files
+        ],
         "file_total": count_file_sources(session, filters),
         "total": total,
         "pages": pages,
@@ -284,16 +302,25 @@ def _tag_choices(session: Session, team_ids: list[int]) -> list[str]:
     return list(session.scalars(query))
 
 
-def _endpoint_row(record: EndpointRecord, now: datetime) -> SourceRow:
-    return _source_row("endpoint", record, record.endpoint.target, now)
+def _endpoint_row(
+    record: EndpointRecord, now: datetime, reasons: tuple[str, ...]
+) -> SourceRow:
+    label = endpoint_label(record.endpoint.target, record.endpoint.address)
+    return _source_row("endpoint", record, label, now, reasons)
 
 
-def _file_row(record: FileSourceRecord, now: datetime) -> SourceRow:
-    return _source_row("file", record, record.path, now)
+def _file_row(
+    record: FileSourceRecord, now: datetime, reasons: tuple[str, ...]
+) -> SourceRow:
+    return _source_row("file", record, record.path, now, reasons)
 
 
 def _source_row(
-    kind: str, record: EndpointRecord | FileSourceRecord, target: str, now: datetime
+    kind: str,
+    record: EndpointRecord | FileSourceRecord,
+    target: str,
+    now: datetime,
+    reasons: tuple[str, ...],
 ) -> SourceRow:
     schedule = record.schedule
     not_after = schedule.not_after
@@ -308,6 +335,7 @@ def _source_row(
         days_left=days_left(not_after, now) if not_after is not None else None,
         last_scanned_at=schedule.last_scanned_at,
         stale_expiry=not_after is not None and schedule.consecutive_failures > 0,
+        reasons=reasons,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Literal
 
 from sqlalchemy.orm import Session
 
@@ -20,6 +21,7 @@ from certwatch.monitor.instant import StoredSources, scan_and_record
 from certwatch.monitor.settings import SettingsError, parse_duration
 from certwatch.result import Result
 from certwatch.store.inventory import (
+    FOLLOW_DEFAULT,
     EndpointRecord,
     SourceSettings,
     normalize_tags,
@@ -64,7 +66,7 @@ class SettingsChange:
     """Valid settings to store: normalized tags, the interval and the enabled flag."""
 
     tags: tuple[str, ...]
-    interval: timedelta
+    interval: timedelta | Literal["default"]
     enabled: bool
 
 
@@ -72,17 +74,23 @@ def parse_settings(form: SettingsForm) -> SettingsChange:
     """Check the settings form.
 
     Tags are separated by commas, as on the add page; an empty field
-    removes every tag.
+    removes every tag. The interval `default` makes the endpoint follow
+    the configured default interval.
 
     Raises:
         CertwatchError: a tag or the interval is invalid; the message
             names the value and what to give instead.
     """
     tags = normalize_tags(tag for tag in form.tags.split(",") if tag.strip())
+    if form.interval.strip().lower() == FOLLOW_DEFAULT:
+        return SettingsChange(tags=tags, interval=FOLLOW_DEFAULT, enabled=form.enabled)
     try:
         interval = parse_duration(form.interval)
     except SettingsError as exc:
-        raise CertwatchError(f"Scan interval: {exc}") from exc
+        raise CertwatchError(
+            f"Scan interval: {exc} Or give {FOLLOW_DEFAULT!r} to follow the "
+            "configured default."
+        ) from exc
     return SettingsChange(tags=tags, interval=interval, enabled=form.enabled)
 
 
@@ -107,6 +115,7 @@ def save_settings(
             interval=change.interval,
             enabled=change.enabled,
         ),
+        default_interval=context.scans.monitor.default_interval,
         team_only=True,
     )
 

@@ -4,6 +4,8 @@ Only owners and members of a team add endpoints to it; a viewer gets 403
 and another team's id 404. `certwatch.web.adding.add_endpoints` stores and
 probes the targets. A CSV file has the columns of `certwatch import`, is
 checked whole by the same reader, and adds nothing while any row is bad.
+Rows of certificate files are skipped, and the columns of scan settings
+ignored, each with a notice on the page.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
 from certwatch.commands.inventory_csv import (
-    CsvEntry,
     CsvError,
     CsvProblem,
     ParsedCsv,
@@ -223,6 +224,7 @@ class Batch:
     texts: tuple[str, ...]
     tags: tuple[str, ...]
     protocol: str | None
+    parsed: tuple[Endpoint, ...] = ()
 
 
 def _writable_teams(session: Session, login: LoginSession) -> list[TeamMembership]:
@@ -255,9 +257,9 @@ def _batches(form: AddForm, team_name: str) -> tuple[list[Batch], str | None]:
         csv_batches, notice = _csv_batches(form, team_name, tags)
         batches += csv_batches
 
-    count = sum(len(batch.texts) for batch in batches)
+    count = sum(len(batch.texts) + len(batch.parsed) for batch in batches)
     if count == 0:
-        raise AddFormError("Give at least one target, or choose a CSV file.")
+        raise AddFormError(notice or "Give at least one target, or choose a CSV file.")
     if count > MAX_TARGETS_PER_REQUEST:
         raise AddFormError(
             f"{count} targets in one form is over the limit of "
@@ -290,15 +292,19 @@ def _csv_batches(
         raise AddFormError(str(exc)) from None
 
     problems = list(parsed.problems)
-    by_tags: dict[tuple[str, ...], list[str]] = {}
+    by_tags: dict[tuple[str, ...], list[str | Endpoint]] = {}
+    file_lines = []
     for entry in parsed.entries:
+        if entry.endpoint is None:
+            file_lines.append(entry.line)
+            continue
         try:
-            text = _csv_target(entry, team_name)
+            target = _csv_target(entry.endpoint, entry.settings.team, team_name)
         except AddFormError as exc:
             problems.append(CsvProblem(entry.line, exc.message))
             continue
         tags = tuple(entry.settings.tags) if entry.settings.tags else form_tags
-        by_tags.setdefault(tags, []).append(text)
+        by_tags.setdefault(tags, []).append(target)
     if problems:
         count = len(problems)
         raise AddFormError(
@@ -307,8 +313,17 @@ def _csv_batches(
             f"{'it' if count == 1 else 'them'} and upload the file again.",
             sorted(problems, key=lambda problem: problem.line),
         )
-    batches = [Batch(tuple(texts), tags, None) for tags, texts in by_tags.items()]
-    return batches, _csv_notice(parsed)
+    batches = [
+        Batch(
+            texts=tuple(t for t in targets if isinstance(t, str)),
+            tags=tags,
+            protocol=None,
+            parsed=tuple(t for t in targets if isinstance(t, Endpoint)),
+        )
+        for tags, targets in by_tags.items()
+    ]
+    notices = [_files_notice(file_lines), _csv_notice(parsed)]
+    return batches, " ".join(n for n in notices if n) or None
 
 
 def _check_row_count(text: str, name: str) -> None:
@@ -338,38 +353,44 @@ def _check_row_count(text: str, name: str) -> None:
         )
 
 
-def _csv_target(entry: CsvEntry, team_name: str) -> str:
-    """Return the target text that adds the row's endpoint.
+def _csv_target(endpoint: Endpoint, team: str | None, team_name: str) -> str | Endpoint:
+    """Return the target text that adds the row's endpoint, or the endpoint itself.
+
+    A row that pins an address or sets a server name gives the endpoint,
+    because a target text cannot carry either.
 
     Raises:
-        AddFormError: the row sets what the web page cannot apply.
+        AddFormError: the row names another team than the form's.
     """
-    endpoint = entry.endpoint
-    if endpoint is None:
+    if team is not None and team != team_name:
         raise AddFormError(
-            "Certificate files cannot be added on the web page: give a host "
-            "name, address or URL, or add the file with 'certwatch import' on "
-            "the server."
-        )
-    if entry.settings.team is not None and entry.settings.team != team_name:
-        raise AddFormError(
-            f"The row names the team {entry.settings.team!r}, but the form adds "
+            f"The row names the team {team!r}, but the form adds "
             f"to {team_name!r}: choose that team in the form, or empty the "
             "team column."
         )
-    if endpoint.address is not None:
-        raise AddFormError(
-            f"The row pins the address {endpoint.address!r}, which the web page "
-            "cannot do: empty the address column, or import the file with "
+    if endpoint.address is not None or (
+        endpoint.server_name is not None and endpoint.server_name != endpoint.host
+    ):
+        return endpoint
+    return _target_text(endpoint)
+
+
+def _files_notice(lines: Sequence[int]) -> str | None:
+    """Say which rows named certificate files, which the web page skips."""
+    if not lines:
+        return None
+    numbers = ", ".join(str(line) for line in lines)
+    if len(lines) == 1:
+        return (
+            f"Line {numbers} of the CSV file names a certificate file, which the "
+            "web page does not watch, so it was skipped: add it with "
             "'certwatch import' on the server."
         )
-    if endpoint.server_name is not None and endpoint.server_name != endpoint.host:
-        raise AddFormError(
-            f"The row sets the server name {endpoint.server_name!r}, which the "
-            "web page cannot do: empty the server_name column, or import the "
-            "file with 'certwatch import' on the server."
-        )
-    return _target_text(endpoint)
+    return (
+        f"Lines {numbers} of the CSV file name certificate files, which the web "
+        "page does not watch, so they were skipped: add them with "
+        "'certwatch import' on the server."
+    )
 
 
 def _target_text(endpoint: Endpoint) -> str:
@@ -401,6 +422,7 @@ def _csv_notice(parsed: ParsedCsv) -> str | None:
             ("interval", settings.interval),
             ("enabled", settings.enabled),
             ("notes", settings.notes),
+            ("reminders", settings.reminders),
         ):
             if value is not None:
                 ignored.add(name)
@@ -429,6 +451,7 @@ def _add_batches(
                     batch.texts,
                     tags=batch.tags,
                     protocol=batch.protocol,
+                    parsed=batch.parsed,
                 )
             )
         except AddingError as exc:

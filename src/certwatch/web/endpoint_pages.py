@@ -11,7 +11,7 @@ they send one anyway.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -19,13 +19,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from certwatch.commands.history import describe_change
-from certwatch.commands.output import format_interval
+from certwatch.commands.output import format_interval, format_source_interval
 from certwatch.commands.queries import ServedCertificate, served_certificates
 from certwatch.errors import CertwatchError
 from certwatch.store.accounts import LoginSession, team_role
 from certwatch.store.changes import CertificateChange, list_changes
 from certwatch.store.deployments import CertificateSummary, certificate_summaries
-from certwatch.store.inventory import EndpointRecord, get_endpoint, remove_endpoint
+from certwatch.store.inventory import (
+    FOLLOW_DEFAULT,
+    EndpointRecord,
+    get_endpoint,
+    remove_endpoint,
+)
 from certwatch.store.models import EndpointRow
 from certwatch.store.observations import StoredObservation, latest_observations
 from certwatch.web.accounts import render
@@ -240,6 +245,7 @@ def _endpoint_response(
     status_code: int = 200,
 ) -> HTMLResponse:
     now = context.now_fn()
+    default_interval = context.scans.monitor.default_interval
     with context.sessions() as session:
         record = _visible_endpoint(session, login, endpoint_id)
         team_id = _team_id(session, endpoint_id)
@@ -261,7 +267,7 @@ def _endpoint_response(
             for change in reversed(changes)
         ],
         "status_words": STATUS_WORDS,
-        "interval": format_interval(record.interval),
+        "interval": format_source_interval(record.interval, default_interval),
         "days_left": (
             days_left(record.schedule.not_after, now)
             if record.schedule.not_after is not None
@@ -269,7 +275,7 @@ def _endpoint_response(
         ),
         "can_edit": role in WRITER_ROLES,
         "settings": settings
-        or SettingsForm.of_record(record, format_interval(record.interval)),
+        or SettingsForm.of_record(record, _interval_field(record.interval)),
         "notice": notice,
         "error": error,
     }
@@ -361,3 +367,8 @@ def _address_view(
         findings=findings,
         error=error_advice(observation.error_reason) if failed else None,
     )
+
+
+def _interval_field(interval: timedelta | None) -> str:
+    """Return the text of the interval field: `default` when it follows the default."""
+    return FOLLOW_DEFAULT if interval is None else format_interval(interval)

@@ -1,8 +1,9 @@
 """Expiry counts for the next 90 days, per week and status, and their chart.
 
-`expiry_timeline` counts the endpoints and file sources that match a
-dashboard filter in one aggregate query, by the week their soonest
-not_after falls in and by the status of their latest scan. `render_chart`
+`expiry_timeline` counts the distinct certificates of the endpoints and
+file sources that match a dashboard filter in one aggregate query, by the
+week their not_after falls in and by the worst status of the latest scans
+that showed them. `render_chart`
 draws those counts as a stacked bar chart with pygal, as inline SVG
 without JavaScript, sized so that its text stays readable on a phone. The
 dashboard shows the same numbers in a table for readers who cannot see the
@@ -18,7 +19,16 @@ from typing import Any, cast
 
 import pygal
 from pygal.style import Style
-from sqlalchemy import ColumnElement, Select, case, func, literal, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    case,
+    func,
+    literal,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from certwatch.result import Status
@@ -27,7 +37,13 @@ from certwatch.store.inventory import (
     filter_endpoints,
     filter_file_sources,
 )
-from certwatch.store.models import EndpointRow, FileSourceRow
+from certwatch.store.models import (
+    CertificateRow,
+    EndpointRow,
+    FileSourceRow,
+    ObservationCertificateRow,
+    ObservationRow,
+)
 
 WEEKS = 13
 """The chart covers 13 weeks, days left 0 to 90, after the expired bucket."""
@@ -75,7 +91,7 @@ CHART_CACHE_SIZE = 256
 
 @dataclass(frozen=True)
 class TimelineBucket:
-    """The sources whose not_after falls in one bucket, counted per status.
+    """The certificates whose not_after falls in one bucket, counted per status.
 
     `first_day` and `last_day` are the days left that the bucket covers,
     both `None` for the bucket of certificates that have expired already.
@@ -108,50 +124,111 @@ class ExpiryTimeline:
         return sum(bucket.total for bucket in self.buckets)
 
     def status_total(self, status: Status) -> int:
-        """Count the sources of one status over every bucket."""
+        """Count the certificates of one status over every bucket."""
         return sum(bucket.counts.get(status, 0) for bucket in self.buckets)
 
 
 def expiry_timeline(
     session: Session, filters: InventoryFilter, *, now: datetime
 ) -> ExpiryTimeline:
-    """Count the sources that match `filters` and expire within 13 weeks of `now`.
+    """Count the certificates of the sources that match `filters` by week of expiry.
 
-    A source counts once, at its soonest not_after: the one the dashboard
-    shows. Week k contains the sources with k*7 to k*7+6 days left, so the
-    buckets agree with the days left that the dashboard lists. A source
-    never scanned has no not_after and is not counted; one whose latest scan
-    failed counts at the last not_after it saw, with status unknown.
+    A certificate counts once, by SHA-256, however many addresses and files
+    serve it, at the worst status of the latest scans that showed it. Week
+    k contains the certificates with k*7 to k*7+6 days left, so the buckets
+    agree with the days left that the dashboard lists. The certificates are
+    the leaves of each endpoint's latest scan and every certificate of each
+    file's latest scan. A source whose latest scan obtained no certificate
+    counts the certificate of its last known not_after, with the status of
+    that failed scan, because an outage must not hide an expiry.
     """
     edges = [now + timedelta(days=7 * week) for week in range(WEEKS + 1)]
     counts: dict[tuple[int, Status], int] = {}
-    for bucket, status, count in session.execute(_count_query(filters, edges)):
-        key = (int(bucket), Status(status) if status else Status.UNKNOWN)
+    for bucket, rank, count in session.execute(_count_query(filters, edges)):
+        key = (int(bucket), _STATUS_BY_RANK.get(rank, Status.UNKNOWN))
         counts[key] = counts.get(key, 0) + int(count)
     return ExpiryTimeline(now=now, buckets=make_buckets(now, counts))
 
 
+_STATUS_BY_RANK = {status.rank: status for status in Status}
+
+
 def _count_query(filters: InventoryFilter, edges: list[datetime]) -> Any:
-    """Build the one aggregate query over endpoints and file sources together."""
+    """Build the one aggregate query: certificates by bucket and worst status."""
+    served = union_all(*_served_parts(filters, edges[-1])).subquery()
+    per_certificate = (
+        select(
+            _bucket(served.c.not_after, edges).label("bucket"),
+            func.max(served.c.rank).label("rank"),
+        )
+        .group_by(served.c.sha256, served.c.not_after)
+        .subquery()
+    )
+    return select(
+        per_certificate.c.bucket, per_certificate.c.rank, func.count()
+    ).group_by(per_certificate.c.bucket, per_certificate.c.rank)
+
+
+def _served_parts(filters: InventoryFilter, horizon: datetime) -> list[Select[Any]]:
+    """Select (sha256, not_after, status rank) of each place's certificate.
+
+    A source's not_after is the soonest of its latest certificates, so the
+    indexed `not_after < horizon` of the source leaves out every source
+    without a certificate in the chart's range before any join.
+    """
+    link = ObservationCertificateRow
     parts = []
     for row, add_filters in (
         (EndpointRow, filter_endpoints),
         (FileSourceRow, filter_file_sources),
     ):
-        # filter_endpoints is typed for one-column queries, but its
-        # conditions apply whatever the columns.
-        part = cast(
-            Select[Any],
-            select(
-                _bucket(row.not_after, edges).label("bucket"),
-                row.last_status.label("status"),
-            ).where(row.not_after.is_not(None), row.not_after < edges[-1]),
+        observation_source = (
+            ObservationRow.endpoint_id
+            if row is EndpointRow
+            else ObservationRow.file_source_id
         )
-        parts.append(add_filters(part, filters))
-    sources = union_all(*parts).subquery()
-    return select(sources.c.bucket, sources.c.status, func.count()).group_by(
-        sources.c.bucket, sources.c.status
+        # An endpoint's intermediates are someone else's to renew, so only
+        # its leaves count. Every certificate of a file counts.
+        chain = link.position == 0 if row is EndpointRow else true()
+        latest = _served(row, observation_source, chain, ObservationRow.status).where(
+            ObservationRow.latest.is_(True), CertificateRow.not_after < horizon
+        )
+        last_known = _served(row, observation_source, chain, row.last_status).where(
+            row.consecutive_failures > 0,
+            CertificateRow.not_after == row.not_after,
+        )
+        for part in (latest, last_known):
+            parts.append(add_filters(part.where(row.not_after < horizon), filters))
+    return parts
+
+
+def _served(
+    row: type[EndpointRow] | type[FileSourceRow],
+    observation_source: Any,
+    chain: ColumnElement[bool],
+    status: Any,
+) -> Select[Any]:
+    link = ObservationCertificateRow
+    # filter_endpoints is typed for one-column queries, but its conditions
+    # apply whatever the columns.
+    return cast(
+        Select[Any],
+        select(
+            link.certificate_sha256.label("sha256"),
+            CertificateRow.not_after.label("not_after"),
+            _rank(status).label("rank"),
+        )
+        .select_from(row)
+        .join(ObservationRow, observation_source == row.id)
+        .join(link, (link.observation_id == ObservationRow.id) & chain)
+        .join(CertificateRow, CertificateRow.sha256 == link.certificate_sha256),
     )
+
+
+def _rank(status: Any) -> ColumnElement[int]:
+    """Rank a stored status as `Status.rank` does; unknown for none."""
+    whens = [(status == str(value), value.rank) for value in Status]
+    return case(*whens, else_=literal(Status.UNKNOWN.rank))
 
 
 def _bucket(not_after: Any, edges: list[datetime]) -> ColumnElement[int]:
