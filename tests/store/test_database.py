@@ -9,11 +9,15 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, MetaData, insert, inspect, select, text
 from sqlalchemy.exc import OperationalError, StatementError
 from sqlalchemy.orm import Session
 
+from certwatch.store import database
 from certwatch.store.database import (
+    HEAD_REVISION,
+    _alembic_config,
     create_store_engine,
     database_url,
     default_database_path,
@@ -133,13 +137,39 @@ def test_upgrade_empty_database(empty_database_url: str) -> None:
         with Session(engine) as session:
             teams = session.execute(select(TeamRow.name, TeamRow.created_at)).all()
             version = session.execute(text("SELECT version_num FROM alembic_version"))
-            assert version.scalar_one() == "0009"
+            assert version.scalar_one() == HEAD_REVISION
     finally:
         engine.dispose()
 
     assert [name for name, _ in teams] == [DEFAULT_TEAM]
     assert isinstance(teams[0][1], datetime)
     assert teams[0][1].tzinfo is not None
+
+
+def test_head_revision_names_newest_migration() -> None:
+    scripts = ScriptDirectory.from_config(_alembic_config())
+
+    assert scripts.get_current_head() == HEAD_REVISION
+
+
+def test_upgrade_at_head_skips_migrations(
+    empty_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upgrade(empty_database_url)
+    engine = create_store_engine(empty_database_url)
+
+    def no_migrations() -> None:
+        raise AssertionError("the migration scripts were loaded")
+
+    monkeypatch.setattr(database, "_alembic_config", no_migrations)
+    try:
+        upgrade(engine)
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = '0008'"))
+        with pytest.raises(AssertionError, match="scripts were loaded"):
+            upgrade(engine)
+    finally:
+        engine.dispose()
 
 
 def test_upgrade_matches_models(database_url: str) -> None:
