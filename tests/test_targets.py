@@ -36,6 +36,8 @@ from certwatch.targets import (
         ("bücher.example", "xn--bcher-kva.example", 443, "xn--bcher-kva.example"),
         ("ÄÖÜ.example:8443", "xn--4ca0bs.example", 8443, "xn--4ca0bs.example"),
         ("_acme.internal.test", "_acme.internal.test", 443, "_acme.internal.test"),
+        ("0xcafe.example.test", "0xcafe.example.test", 443, "0xcafe.example.test"),
+        ("api.0x1.test", "api.0x1.test", 443, "api.0x1.test"),
     ],
 )
 def test_parse_target_accepted_forms(
@@ -64,6 +66,26 @@ def test_parse_target_accepted_forms(
         ("imap://", "Missing host"),
         ("https://", "Missing host"),
         ("a..b.test", "Invalid host name 'a..b.test'"),
+        (
+            "host.test..",
+            r"Invalid host name 'host\.test\.\.' in 'host\.test\.\.': a label is "
+            r"empty, because of a leading dot or two dots in a row\. Remove the "
+            r"extra dot\.",
+        ),
+        ("host.test..:8443", r"'host\.test\.\.' in 'host\.test\.\.:8443': a label"),
+        (".host.test", r"Invalid host name '\.host\.test' in '\.host\.test': a label"),
+        ("https://host.test../", r"'host\.test\.\.' in 'https://host\.test\.\./'"),
+        ("..", r"Invalid host name '\.\.' in '\.\.': a label is empty"),
+        ("127.1", "neither an IPv4 address nor a host name"),
+        ("2130706433", "neither an IPv4 address nor a host name"),
+        (
+            "0x7f000001",
+            r"Invalid address '0x7f000001' in '0x7f000001': it is neither an IPv4 "
+            r"address nor a host name\.",
+        ),
+        ("0X7F000001:8443", r"Invalid address '0X7F000001' in '0X7F000001:8443'"),
+        ("127.0x1", "neither an IPv4 address nor a host name"),
+        ("https://0x7f000001/", "neither an IPv4 address nor a host name"),
         ("-bad.test", "Invalid host name '-bad.test'"),
         ("999.1.1.1", "neither an IPv4 address nor a host name"),
         ("fe80::1%eth0", "Zone index"),

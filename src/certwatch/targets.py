@@ -77,6 +77,7 @@ WELL_KNOWN_PORTS = {
 _ALIASES = {"tls": "https"}
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+_HEX_NUMBER = re.compile(r"0x[0-9a-f]*")
 
 
 @dataclass(frozen=True)
@@ -256,9 +257,16 @@ def _normalise_host(host_text: str, raw: str) -> tuple[str, str | None]:
     except ValueError:
         pass
 
-    name = candidate.rstrip(".")
+    # One final dot marks a fully qualified name and is dropped; a second
+    # one would leave an empty label.
+    name = candidate[:-1] if candidate.endswith(".") else candidate
     if not name:
         raise TargetError(f"Missing host in target {raw!r}.")
+    if "" in name.split("."):
+        raise TargetError(
+            f"Invalid host name {candidate!r} in {raw!r}: a label is empty, "
+            "because of a leading dot or two dots in a row. Remove the extra dot."
+        )
     if name.isascii():
         # ASCII names skip IDNA so that internal names with underscores pass.
         ascii_name = name.lower()
@@ -276,7 +284,10 @@ def _normalise_host(host_text: str, raw: str) -> tuple[str, str | None]:
             f"Invalid host name {name!r} in {raw!r}: use letters, digits and "
             "hyphens in labels of at most 63 characters."
         )
-    if labels[-1].isdigit():
+    # The C library's resolver reads a name whose last label is a decimal
+    # or 0x hexadecimal number as an IPv4 address (127.1, 2130706433 and
+    # 0x7f000001 are all 127.0.0.1), so such a name is no host name.
+    if labels[-1].isdigit() or _HEX_NUMBER.fullmatch(labels[-1]):
         raise TargetError(
             f"Invalid address {name!r} in {raw!r}: it is neither an IPv4 "
             "address nor a host name."

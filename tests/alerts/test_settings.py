@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,6 +18,8 @@ from certwatch.alerts import (
     WebhookSettings,
     load_delivery_settings,
 )
+from certwatch.alerts.settings import MAX_CONFIG_BYTES, private_receivers_allowed
+from certwatch.web.settings import load_web_settings
 
 SMTP_ENV = {
     "CERTWATCH_SMTP_HOST": "smtp.example.test",
@@ -215,7 +219,7 @@ def test_settings_empty_variable_counts_as_unset() -> None:
         ),
         (
             {**SMTP_ENV, "CERTWATCH_SMTP_TIMEOUT": "601"},
-            r"at most 600",
+            r"invalid timeout 601\.0; give a number of seconds from 0\.1 to 600\.",
         ),
         (
             {**SMTP_ENV, "CERTWATCH_SMTP_TIMEOUT": "soon"},
@@ -235,6 +239,23 @@ def test_settings_empty_variable_counts_as_unset() -> None:
             r"CERTWATCH_WEBHOOK_TIMEOUT: invalid timeout -1\.0",
         ),
         (
+            {"CERTWATCH_WEBHOOK_TIMEOUT": "1e-300"},
+            r"CERTWATCH_WEBHOOK_TIMEOUT: invalid timeout 1e-300; give a number of "
+            r"seconds from 0\.1 to 600\.",
+        ),
+        (
+            {**SMTP_ENV, "CERTWATCH_SMTP_TIMEOUT": "0.09"},
+            r"CERTWATCH_SMTP_TIMEOUT: invalid timeout 0\.09; .* from 0\.1 to 600",
+        ),
+        (
+            {"CERTWATCH_WEBHOOK_TIMEOUT": "nan"},
+            r"CERTWATCH_WEBHOOK_TIMEOUT: invalid timeout nan",
+        ),
+        (
+            {"CERTWATCH_WEBHOOK_TIMEOUT": "inf"},
+            r"CERTWATCH_WEBHOOK_TIMEOUT: invalid timeout inf",
+        ),
+        (
             {"CERTWATCH_WEBHOOK_PROXY": "socks5://proxy.example.test:1080"},
             r"CERTWATCH_WEBHOOK_PROXY: invalid proxy URL; give http://HOST:PORT",
         ),
@@ -252,6 +273,110 @@ def test_settings_empty_variable_counts_as_unset() -> None:
 def test_settings_environment_rejects(environ: dict[str, str], message: str) -> None:
     with pytest.raises(DeliverySettingsError, match=message):
         load_delivery_settings(environ)
+
+
+def test_settings_timeout_minimum_accepted() -> None:
+    settings = load_delivery_settings({"CERTWATCH_WEBHOOK_TIMEOUT": "0.1"})
+
+    assert settings.webhook.timeout == 0.1
+
+
+def test_webhook_settings_built_directly_reject_tiny_timeout() -> None:
+    with pytest.raises(DeliverySettingsError, match=r"invalid timeout 1e-300"):
+        WebhookSettings(timeout=1e-300)
+
+
+def test_settings_config_not_regular_file(tmp_path: Path) -> None:
+    fifo = tmp_path / "certwatch.fifo"
+    os.mkfifo(fifo)
+
+    for path in (str(fifo), "/dev/zero", str(tmp_path)):
+        with pytest.raises(
+            DeliverySettingsError,
+            match=rf"CERTWATCH_CONFIG: '{re.escape(path)}' is not a regular file; "
+            r"give the path of a TOML file or unset CERTWATCH_CONFIG\.",
+        ):
+            load_delivery_settings({"CERTWATCH_CONFIG": path})
+
+
+def test_settings_config_too_large(tmp_path: Path) -> None:
+    path = tmp_path / "certwatch.toml"
+    path.write_text("# padding\n" * (MAX_CONFIG_BYTES // 10 + 1), encoding="utf-8")
+
+    with pytest.raises(
+        DeliverySettingsError,
+        match=rf"CERTWATCH_CONFIG: the config file '{re.escape(str(path))}' is "
+        r"larger than 1,048,576 bytes",
+    ):
+        load_delivery_settings({"CERTWATCH_CONFIG": str(path)})
+
+
+def test_settings_config_at_size_limit(tmp_path: Path) -> None:
+    path = tmp_path / "certwatch.toml"
+    text = "[webhook]\ntimeout = 4\n"
+    path.write_text(text + "#" * (MAX_CONFIG_BYTES - len(text)), encoding="utf-8")
+
+    settings = load_delivery_settings({"CERTWATCH_CONFIG": str(path)})
+
+    assert settings.webhook.timeout == 4.0
+
+
+def test_settings_config_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "certwatch.toml"
+    path.write_bytes(b"[webhook]\n# caf\xe9\n")
+
+    with pytest.raises(
+        DeliverySettingsError, match=r"certwatch\.toml: invalid TOML \(not UTF-8"
+    ):
+        load_delivery_settings({"CERTWATCH_CONFIG": str(path)})
+
+
+@pytest.mark.parametrize(
+    ("environ", "allowed"),
+    [
+        ({}, True),
+        ({"CERTWATCH_WEB_SIGNUP": "invite"}, True),
+        ({"CERTWATCH_WEB_SIGNUP": "open"}, False),
+        ({"CERTWATCH_WEB_SIGNUP": " Open "}, False),
+        (
+            {"CERTWATCH_WEB_SIGNUP": "open", "CERTWATCH_ALLOW_PRIVATE_TARGETS": ""},
+            False,
+        ),
+        (
+            {"CERTWATCH_WEB_SIGNUP": "open", "CERTWATCH_ALLOW_PRIVATE_TARGETS": "1"},
+            True,
+        ),
+        ({"CERTWATCH_ALLOW_PRIVATE_TARGETS": "false"}, False),
+        ({"CERTWATCH_ALLOW_PRIVATE_TARGETS": "Off"}, False),
+        ({"CERTWATCH_ALLOW_PRIVATE_TARGETS": "yes"}, True),
+    ],
+)
+def test_private_receivers_allowed_as_serve_reads(
+    environ: dict[str, str], allowed: bool
+) -> None:
+    assert private_receivers_allowed(environ) is allowed
+    # `serve` reads the setting through the web settings: both must agree.
+    assert load_web_settings(environ).allow_private_targets is allowed
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        (
+            {"CERTWATCH_ALLOW_PRIVATE_TARGETS": "maybe"},
+            r"CERTWATCH_ALLOW_PRIVATE_TARGETS='maybe' is not true or false",
+        ),
+        (
+            {"CERTWATCH_WEB_SIGNUP": "everyone"},
+            r"CERTWATCH_WEB_SIGNUP='everyone' is not a sign-up mode",
+        ),
+    ],
+)
+def test_private_receivers_allowed_rejects(
+    environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(DeliverySettingsError, match=message):
+        private_receivers_allowed(environ)
 
 
 def test_settings_ca_file_without_certificate(tmp_path: Path) -> None:

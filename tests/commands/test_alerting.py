@@ -17,9 +17,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from tests.alerts import conftest as alerts_conftest
 from tests.alerts.conftest import REFUSED_RECIPIENT, HttpReceiver, Reply, StartSmtp
-from tests.commands.conftest import Certwatch
+from tests.commands.conftest import (
+    Certwatch,
+    StartServer,
+    fresh_leaf,
+    serve,
+    target,
+)
 
 from certwatch.alerts.settings import SmtpSecurity
+from certwatch.result import Status
 from certwatch.store.database import create_store_engine
 from certwatch.store.models import (
     AlertRow,
@@ -249,6 +256,81 @@ def test_contact_add_invalid(certwatch: Certwatch, spec: str, message: str) -> N
     assert certwatch.json("team", "show", "default")["team"]["contacts"] == []
 
 
+PUBLIC_ONLY = {"CERTWATCH_ALLOW_PRIVATE_TARGETS": "false"}
+
+
+# Every receiver here is refused before any connection: literal addresses,
+# and numeric host forms that the C library's resolver parses itself.
+@pytest.mark.parametrize(
+    ("url", "address", "kind"),
+    [
+        (
+            "http://169.254.169.254/latest/meta-data/",
+            "169.254.169.254",
+            "link-local",
+        ),
+        ("http://0xa9fea9fe/", "169.254.169.254", "link-local"),
+        ("http://2852039166/", "169.254.169.254", "link-local"),
+        (
+            "http://[::ffff:169.254.169.254]/",
+            "::ffff:a9fe:a9fe",
+            "IPv4-mapped form of the link-local IPv4 address 169.254.169.254",
+        ),
+        ("http://10.0.0.1/", "10.0.0.1", "private"),
+        ("http://[fd00:ec2::254]/", "fd00:ec2::254", "unique-local"),
+    ],
+)
+def test_contact_add_private_receiver_rejected(
+    certwatch: Certwatch, url: str, address: str, kind: str
+) -> None:
+    outcome = certwatch("contact", "add", "default", f"webhook:{url}", env=PUBLIC_ONLY)
+
+    assert outcome.exit_code == 2, outcome.output
+    message = " ".join(outcome.output.split())
+    assert f"leads to {address} ({kind} address)" in message
+    assert "CERTWATCH_ALLOW_PRIVATE_TARGETS=true" in message
+    assert certwatch.json("team", "show", "default")["team"]["contacts"] == []
+
+
+def test_contact_add_open_signup_rejects_private(certwatch: Certwatch) -> None:
+    env = {"CERTWATCH_WEB_SIGNUP": "open"}
+
+    rejected = certwatch(
+        "contact", "add", "default", "webhook:http://10.0.0.1/", env=env
+    )
+    email = certwatch("contact", "add", "default", "email:ops@example.test", env=env)
+
+    assert rejected.exit_code == 2, rejected.output
+    assert "10.0.0.1 (private address)" in rejected.output
+    assert email.exit_code == 0, email.output
+
+
+def test_contact_add_private_allowed_setting(certwatch: Certwatch) -> None:
+    env = {"CERTWATCH_WEB_SIGNUP": "open", "CERTWATCH_ALLOW_PRIVATE_TARGETS": "true"}
+
+    outcome = certwatch(
+        "contact", "add", "default", "webhook:http://10.0.0.1/", env=env
+    )
+
+    assert outcome.exit_code == 0, outcome.output
+    [contact] = certwatch.json("team", "show", "default")["team"]["contacts"]
+    assert contact["contact"] == "webhook:http://10.0.0.1/"
+
+
+def test_contact_add_invalid_policy_setting(certwatch: Certwatch) -> None:
+    env = {"CERTWATCH_ALLOW_PRIVATE_TARGETS": "maybe"}
+
+    outcome = certwatch(
+        "contact", "add", "default", "webhook:http://10.0.0.1/", env=env
+    )
+
+    assert outcome.exit_code == 3
+    assert "CERTWATCH_ALLOW_PRIVATE_TARGETS='maybe' is not true or false" in (
+        outcome.output
+    )
+    assert certwatch.json("team", "show", "default")["team"]["contacts"] == []
+
+
 def test_contact_add_unknown_team(certwatch: Certwatch) -> None:
     outcome = certwatch("contact", "add", "ops", "email:ops@example.test")
 
@@ -378,6 +460,51 @@ async def test_notify_test_all_delivered(
     [request] = http_receiver.requests
     assert request.headers["Idempotency-Key"] == document["key"]
     assert certwatch.json("alerts", "--failed")["deliveries"] == []
+
+
+async def test_notify_test_private_receiver_blocked(
+    certwatch: Certwatch, http_receiver: HttpReceiver
+) -> None:
+    # Added while private receivers were allowed; the loopback receiver
+    # would record any request that got through.
+    ok(certwatch("contact", "add", "default", f"webhook:{http_receiver.url('/a')}"))
+    env = {**smtp_env(1), **PUBLIC_ONLY}
+
+    outcome = await asyncio.to_thread(
+        certwatch, "notify", "test", "default", "--json", env=env
+    )
+
+    assert outcome.exit_code == 1, outcome.output
+    [contact] = json.loads(outcome.stdout)["contacts"]
+    assert contact["delivered"] is False
+    assert "leads to 127.0.0.1 (loopback address)" in contact["reason"]
+    assert "CERTWATCH_ALLOW_PRIVATE_TARGETS=true" in contact["reason"]
+    assert http_receiver.requests == []
+
+
+@pytest.mark.parametrize("blocked", [True, False])
+def test_run_once_private_receiver_policy(
+    certwatch: Certwatch,
+    http_receiver: HttpReceiver,
+    local_server: StartServer,
+    blocked: bool,
+) -> None:
+    server = serve(local_server, fresh_leaf(days_left=5))
+    ok(certwatch("contact", "add", "default", f"webhook:{http_receiver.url('/a')}"))
+    # Five days left is critical, which opens an alert for the contact.
+    added = certwatch("add", target(server))
+    assert added.exit_code == Status.CRITICAL.exit_code, added.output
+    env = {**smtp_env(1), **(PUBLIC_ONLY if blocked else {})}
+
+    outcome = certwatch("run", "--once", env=env)
+
+    assert outcome.exit_code == 0, outcome.output
+    if blocked:
+        assert "0 messages delivered, 1 failed" in outcome.stderr
+        assert http_receiver.requests == []
+    else:
+        assert "1 messages delivered, 0 failed" in outcome.stderr
+        assert len(http_receiver.requests) == 1
 
 
 def test_notify_test_invalid_settings(certwatch: Certwatch) -> None:
@@ -561,6 +688,49 @@ def test_alerts_ack_errors(certwatch: Certwatch) -> None:
     )
     assert bare.exit_code == 1
     assert "no reminder threshold recorded yet: give --until DATE" in bare.output
+
+
+@pytest.mark.parametrize(
+    ("by", "message"),
+    [
+        ("x" * 100_000, "give 1 to 200 characters, not only spaces"),
+        ("x" * 201, "give 1 to 200 characters, not only spaces"),
+        ("   ", "Invalid name '   ': give 1 to 200 characters"),
+        ("ali\x1b[31mce", "control and text-direction characters are not allowed"),
+        ("ali\u202ece", "control and text-direction characters are not allowed"),
+    ],
+)
+def test_alerts_ack_invalid_by(certwatch: Certwatch, by: str, message: str) -> None:
+    alert_id = insert_alert(certwatch)
+
+    outcome = certwatch(
+        "alerts", "ack", str(alert_id), "--until", "2099-01-01", "--by", by
+    )
+
+    assert outcome.exit_code == 2, outcome.output
+    assert message in outcome.output
+    assert len(outcome.output) < 2000
+    row = stored_alert(certwatch, alert_id)
+    assert row.acknowledged_until is None
+    assert row.acknowledged_by is None
+
+
+def test_alerts_ack_by_longest_name(certwatch: Certwatch) -> None:
+    alert_id = insert_alert(certwatch)
+
+    ok(
+        certwatch(
+            "alerts",
+            "ack",
+            str(alert_id),
+            "--until",
+            "2099-01-01",
+            "--by",
+            " " + "é" * 200,
+        )
+    )
+
+    assert stored_alert(certwatch, alert_id).acknowledged_by == "é" * 200
 
 
 def test_alerts_ack_out_of_range_values(certwatch: Certwatch) -> None:

@@ -279,6 +279,34 @@ def test_add_with_ca_file_is_ok(
     assert "OK" in outcome.stdout
 
 
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (
+            ("host.test..",),
+            "Invalid host name 'host.test..' in 'host.test..': a label is empty",
+        ),
+        (
+            ("0x7f000001",),
+            "Invalid address '0x7f000001' in '0x7f000001': it is neither an IPv4 "
+            "address nor a host name.",
+        ),
+        (
+            ("host.test", "--interval", "1m1m"),
+            "Invalid duration '1m1m': the unit 'm' appears more than once",
+        ),
+    ],
+)
+def test_add_rejects_before_scanning(
+    certwatch: Certwatch, arguments: tuple[str, ...], message: str
+) -> None:
+    outcome = certwatch("add", *arguments)
+
+    assert outcome.exit_code == 2, outcome.output
+    assert message in " ".join(outcome.output.split())
+    assert certwatch.json("list")["sources"] == []
+
+
 def test_add_missing_ca_file(certwatch: Certwatch, tmp_path: Path) -> None:
     missing = tmp_path / "missing-root.pem"
 

@@ -175,6 +175,18 @@ def test_run_command_unreachable_store() -> None:
     assert "Cannot open the inventory database" in result.output
 
 
+def test_run_command_rejects_sqlite_in_memory() -> None:
+    result = invoke("sqlite://", "run", "--once")
+
+    # A ClickException, which `certwatch.cli.main` turns into exit code 3.
+    assert result.exit_code == 1, result.output
+    assert (
+        "CERTWATCH_DATABASE_URL='sqlite://' names an in-memory SQLite database"
+        in result.output
+    )
+    assert "Scanned" not in result.output
+
+
 def test_run_command_rejects_bad_interval(database_url: str) -> None:
     result = invoke(
         database_url, "run", "--once", env={"CERTWATCH_DEFAULT_INTERVAL": "6x"}
@@ -248,7 +260,8 @@ def test_run_once_killed_mid_cycle(
         rows = {row.id: row for row in session.scalars(select(EndpointRow))}
     for endpoint_id in fast_ids:
         assert rows[endpoint_id].lease_expires_at is None
-        assert rows[endpoint_id].next_scan_at > killed_at
+        # A first scan puts the next one at a random point of the interval.
+        assert rows[endpoint_id].next_scan_at > start
     expiries = [rows[i].lease_expires_at for i in stalled_ids]
     assert all(e is not None and e <= killed_at + DEFAULT_LEASE for e in expiries)
     lease_end = max(e for e in expiries if e is not None)
@@ -259,8 +272,11 @@ def test_run_once_killed_mid_cycle(
         session.rollback()
         freed = claim_due_endpoints(session, now=lease_end, limit=10, lease=LEASE)
         session.rollback()
-    assert held == []
-    assert sorted(claim.endpoint_id for claim in freed) == stalled_ids
+    # The fast endpoints may come due again at any point of their interval.
+    assert [c.endpoint_id for c in held if c.endpoint_id in stalled_ids] == []
+    assert sorted(c.endpoint_id for c in freed if c.endpoint_id in stalled_ids) == (
+        stalled_ids
+    )
 
 
 def test_run_once_killed_keeps_finished_scans(
@@ -305,7 +321,7 @@ def test_run_once_killed_keeps_finished_scans(
     assert fast_observed[0].chain == (pki.leaf.sha256, pki.intermediate.sha256)
     assert stalled_observed == []
     assert rows[fast_id].lease_expires_at is None
-    assert rows[fast_id].next_scan_at > killed_at
+    assert rows[fast_id].next_scan_at > fast_observed[0].observed_at
     lease_end = rows[stalled_id].lease_expires_at
     assert lease_end is not None
     assert lease_end <= killed_at + DEFAULT_LEASE
@@ -316,8 +332,9 @@ def test_run_once_killed_keeps_finished_scans(
         session.rollback()
         freed = claim_due_endpoints(session, now=lease_end, limit=10, lease=LEASE)
         session.rollback()
-    assert held == []
-    assert [claim.endpoint_id for claim in freed] == [stalled_id]
+    # The fast endpoint may come due again at any point of its interval.
+    assert [c.endpoint_id for c in held if c.endpoint_id == stalled_id] == []
+    assert [c.endpoint_id for c in freed if c.endpoint_id == stalled_id] == [stalled_id]
 
 
 @pytest.mark.slow

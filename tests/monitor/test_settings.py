@@ -27,6 +27,7 @@ from certwatch.monitor.settings import (
         ("1h30m", timedelta(hours=1, minutes=30)),
         (" 1.5H ", timedelta(hours=1, minutes=30)),
         ("365d", timedelta(days=365)),
+        ("1w2d3h4m5s", timedelta(weeks=1, days=2, hours=3, minutes=4, seconds=5)),
     ],
 )
 def test_parse_duration_accepts(text: str, expected: timedelta) -> None:
@@ -43,6 +44,12 @@ def test_parse_duration_accepts(text: str, expected: timedelta) -> None:
         ("-5m", r"Invalid duration '-5m'"),
         ("0s", r"Invalid duration '0s': give at least 1s\."),
         ("366d", r"Invalid duration '366d': give at most 365d"),
+        (
+            "1m1m",
+            r"Invalid duration '1m1m': the unit 'm' appears more than once; give "
+            r"each unit once, such as 1h30m\.",
+        ),
+        ("1h30m1h", r"Invalid duration '1h30m1h': the unit 'h' appears more"),
     ],
 )
 def test_parse_duration_rejects(text: str, message: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -84,6 +85,43 @@ def test_database_url_defaults_to_sqlite_file() -> None:
     url = database_url(environ)
 
     assert url == "sqlite:////home/ops/.local/share/certwatch/certwatch.db"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite://",
+        "sqlite+pysqlite://",
+        "sqlite:///:memory:",
+        "sqlite:///file::memory:?uri=true",
+        "sqlite:///file:store.db?mode=memory&uri=true",
+        "sqlite:///file:store.db?mode=ro&mode=memory&uri=1",
+    ],
+)
+def test_database_url_rejects_sqlite_in_memory(url: str) -> None:
+    environ = {"CERTWATCH_DATABASE_URL": url}
+
+    with pytest.raises(
+        StoreError,
+        match=rf"CERTWATCH_DATABASE_URL='{re.escape(url)}' names an in-memory "
+        r"SQLite database, which keeps nothing after the command: give a file such "
+        r"as sqlite:////var/lib/certwatch/certwatch\.db, or unset "
+        r"CERTWATCH_DATABASE_URL for the default file\.",
+    ):
+        database_url(environ)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:////srv/certwatch/memory.db",
+        "sqlite:///file:store.db?mode=ro&uri=true",
+        # Without uri=true, SQLite takes the name as a plain file name.
+        "sqlite:///file::memory:",
+    ],
+)
+def test_database_url_accepts_sqlite_file(url: str) -> None:
+    assert database_url({"CERTWATCH_DATABASE_URL": url}) == url
 
 
 def test_normalize_url_selects_psycopg() -> None:

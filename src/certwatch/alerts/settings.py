@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import os
 import ssl
+import stat
 import tomllib
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -28,14 +30,24 @@ import certifi
 from certwatch.alerts.contacts import is_loopback_host, parse_email_address
 from certwatch.alerts.errors import ContactError, DeliverySettingsError
 from certwatch.errors import CertwatchError
+from certwatch.netpolicy import ALLOW_PRIVATE_VARIABLE
 
 CONFIG_VARIABLE = "CERTWATCH_CONFIG"
 """The environment variable that names the optional TOML config file."""
 
+MAX_CONFIG_BYTES = 1024 * 1024
+"""The largest config file read, in bytes. All the settings fit in a few hundred."""
+
 ENV_PREFIX = "CERTWATCH_"
+
+MIN_TIMEOUT = 0.1
+"""The shortest SMTP or webhook timeout accepted, in seconds."""
 
 MAX_TIMEOUT = 600.0
 """The longest SMTP or webhook timeout accepted, in seconds."""
+
+SIGNUP_VARIABLE = "CERTWATCH_WEB_SIGNUP"
+"""The web site's sign-up mode, which sets the default of the address policy."""
 
 PUBLIC_URL_VARIABLE = "CERTWATCH_WEB_PUBLIC_URL"
 """The web service's public URL, which acknowledge links in emails start with."""
@@ -228,6 +240,40 @@ def with_receiver_policy(
     return dataclasses.replace(settings, webhook=webhook)
 
 
+def private_receivers_allowed(environ: Mapping[str, str] = os.environ) -> bool:
+    """Read `CERTWATCH_ALLOW_PRIVATE_TARGETS` for receivers, as `serve` reads it.
+
+    Unset or blank, it is true on an invite-only site and false with
+    `CERTWATCH_WEB_SIGNUP=open`, the defaults of the web settings. Only
+    these two variables are read, so `contact add`, `notify test` and
+    `run --once` neither import the web service nor fail on its other
+    settings.
+
+    Raises:
+        DeliverySettingsError: either variable has a value that is not valid.
+    """
+    signup_text = environ.get(SIGNUP_VARIABLE)
+    signup = (signup_text or "").strip().lower() or "invite"
+    if signup not in ("invite", "open"):
+        raise DeliverySettingsError(
+            f"{SIGNUP_VARIABLE}={signup_text!r} is not a sign-up mode: set it to "
+            "invite (new accounts need an invitation) or open (anyone can sign up)."
+        )
+    text = environ.get(ALLOW_PRIVATE_VARIABLE)
+    if text is None or not text.strip():
+        return signup != "open"
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise DeliverySettingsError(
+        f"{ALLOW_PRIVATE_VARIABLE}={text!r} is not true or false: set it to true "
+        "to deliver to receivers at loopback and private addresses, or to false "
+        "to deliver to public addresses only."
+    )
+
+
 def tls_context(ca_file: Path | None) -> ssl.SSLContext:
     """Build a client TLS context trusting certifi plus the roots in `ca_file`.
 
@@ -283,18 +329,58 @@ def _read_config_file(
         return {}
     path = Path(path_text).expanduser()
     try:
-        with path.open("rb") as file:
-            document = tomllib.load(file)
+        data = _read_regular_file(path)
     except OSError as exc:
         raise DeliverySettingsError(
             f"{CONFIG_VARIABLE}: cannot read the config file {path_text!r} "
             f"({exc.strerror or exc}); fix the path or unset {CONFIG_VARIABLE}."
+        ) from exc
+    if data is None:
+        raise DeliverySettingsError(
+            f"{CONFIG_VARIABLE}: {path_text!r} is not a regular file; give the "
+            f"path of a TOML file or unset {CONFIG_VARIABLE}."
+        )
+    if len(data) > MAX_CONFIG_BYTES:
+        raise DeliverySettingsError(
+            f"{CONFIG_VARIABLE}: the config file {path_text!r} is larger than "
+            f"{MAX_CONFIG_BYTES:,} bytes; give a TOML file of certwatch settings "
+            "only."
+        )
+    try:
+        document = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DeliverySettingsError(
+            f"{path}: invalid TOML (not UTF-8 text: {exc.reason} at byte "
+            f"{exc.start}); save the file as UTF-8."
         ) from exc
     except tomllib.TOMLDecodeError as exc:
         raise DeliverySettingsError(
             f"{path}: invalid TOML ({exc}); fix the file."
         ) from exc
     return _file_values(document, path, other_sections)
+
+
+def _read_regular_file(path: Path) -> bytes | None:
+    """Read at most `MAX_CONFIG_BYTES` + 1 bytes, or return `None` for a non-file.
+
+    The file is opened without blocking and checked after opening, so a
+    FIFO cannot hang the start and a device such as /dev/zero is not read.
+    """
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            return None
+        chunks = []
+        remaining = MAX_CONFIG_BYTES + 1
+        while remaining > 0:
+            chunk = os.read(descriptor, remaining)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(descriptor)
 
 
 def _file_values(
@@ -467,10 +553,11 @@ def _check_sender(sender: str, origin: str) -> str:
 
 
 def _check_timeout(timeout: float, origin: str) -> None:
-    if not 0 < timeout <= MAX_TIMEOUT:
+    # A timeout far below a network round trip fails every delivery.
+    if not (math.isfinite(timeout) and MIN_TIMEOUT <= timeout <= MAX_TIMEOUT):
         raise DeliverySettingsError(
             f"{origin}: invalid timeout {timeout!r}; give a number of seconds "
-            f"above 0 and at most {MAX_TIMEOUT:g}."
+            f"from {MIN_TIMEOUT:g} to {MAX_TIMEOUT:g}."
         )
 
 

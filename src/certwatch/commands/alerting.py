@@ -9,6 +9,7 @@ an alert for a while.
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import sys
 from collections.abc import Mapping, Sequence
@@ -25,7 +26,14 @@ from certwatch.alerts.errors import ContactError, DeliverySettingsError
 from certwatch.alerts.message import EventKind, Notice
 from certwatch.alerts.outbox import DeliveryReport, DeliveryState, deliver_now
 from certwatch.alerts.policy import DEFAULT_SCHEDULE, ScheduleError, parse_schedule
-from certwatch.alerts.settings import DeliverySettings, load_delivery_settings
+from certwatch.alerts.receivers import check_contact
+from certwatch.alerts.settings import (
+    DEFAULT_WEBHOOK_TIMEOUT,
+    DeliverySettings,
+    load_delivery_settings,
+    private_receivers_allowed,
+    with_receiver_policy,
+)
 from certwatch.commands.inventory import parse_interval
 from certwatch.commands.output import (
     INVENTORY_SCHEMA_VERSION,
@@ -36,6 +44,7 @@ from certwatch.commands.output import (
     timestamp,
 )
 from certwatch.commands.store import open_store
+from certwatch.probe.resolve import SystemResolver
 from certwatch.report.console import stdout_console
 from certwatch.report.table import plain_text
 from certwatch.result import Status
@@ -265,9 +274,13 @@ def contact_add_command(team: str, spec: str, escalation: bool) -> None:
     """Add a contact to TEAM: email:ADDRESS, webhook:URL, slack:URL, teams:URL.
 
     apprise:URL works too with the certwatch[apprise] extra. The contact is
-    printed redacted, since a webhook URL carries its secret.
+    printed redacted, since a webhook URL carries its secret. With
+    CERTWATCH_ALLOW_PRIVATE_TARGETS=false, a receiver at a loopback,
+    private or other non-public address is rejected, as on the web.
     """
     contact = _parse_contact(spec)
+    if not _private_receivers_allowed():
+        _check_receiver(contact)
     with open_store() as sessions, sessions.begin() as session:
         team_id = _existing_team(session, team)
         record, created = add_contact(
@@ -309,6 +322,27 @@ def _parse_contact(spec: str) -> ContactAddress:
         return parse_contact(spec)
     except ContactError as exc:
         raise click.BadParameter(str(exc), param_hint="KIND:ADDRESS") from exc
+
+
+def _check_receiver(contact: ContactAddress) -> None:
+    """Reject a receiver whose host is or resolves to a non-public address.
+
+    A host name that does not resolve passes, because each delivery checks
+    its addresses again.
+    """
+    try:
+        asyncio.run(
+            check_contact(contact, SystemResolver(), timeout=DEFAULT_WEBHOOK_TIMEOUT)
+        )
+    except ContactError as exc:
+        raise click.BadParameter(str(exc), param_hint="KIND:ADDRESS") from exc
+
+
+def _private_receivers_allowed() -> bool:
+    try:
+        return private_receivers_allowed()
+    except DeliverySettingsError as exc:
+        raise _SettingsError(str(exc)) from exc
 
 
 def _find_contact(contacts: list[ContactRecord], spec: str) -> ContactRecord | None:
@@ -380,8 +414,10 @@ def notify_test_command(team: str, as_json: bool) -> None:
     """Send a test message to every contact of TEAM and report each delivery.
 
     Escalation contacts and contacts marked unhealthy get it too, and a
-    delivery clears the unhealthy mark. Exit code 0 when every contact
-    received it, 1 otherwise.
+    delivery clears the unhealthy mark. With
+    CERTWATCH_ALLOW_PRIVATE_TARGETS=false, a receiver at a non-public
+    address gets nothing and is reported failed. Exit code 0 when every
+    contact received it, 1 otherwise.
     """
     settings = _delivery_settings()
     with open_store() as sessions:
@@ -423,10 +459,12 @@ class _SettingsError(click.ClickException):
 
 
 def _delivery_settings() -> DeliverySettings:
+    """Load the delivery settings under the receiver policy that `serve` applies."""
     try:
-        return load_delivery_settings()
+        settings = load_delivery_settings()
     except DeliverySettingsError as exc:
         raise _SettingsError(str(exc)) from exc
+    return with_receiver_policy(settings, allow_private=_private_receivers_allowed())
 
 
 def _print_notify(team: str, report: DeliveryReport) -> None:
@@ -513,6 +551,9 @@ MAX_UNTIL_YEAR = 9998
 MAX_ALERT_ID = 2**62
 """The largest alert id, within the databases' 64-bit integers."""
 
+MAX_ACKNOWLEDGER_LENGTH = 200
+"""The longest `--by` name, as long as the longest team name."""
+
 
 @alerts_group.command("ack")
 @click.argument("alert_id", metavar="ID", type=click.IntRange(1, MAX_ALERT_ID))
@@ -533,7 +574,7 @@ def alerts_ack_command(
     """Acknowledge alert ID, until a time or until its next threshold."""
     now = datetime.now(UTC)
     until = None if until_text is None else parse_until(until_text, now)
-    by = by_name if by_name is not None else _login_name()
+    by = parse_acknowledger(by_name) if by_name is not None else _login_name()
     with open_store() as sessions, sessions.begin() as session:
         alert = get_alert(session, alert_id)
         if alert is None:
@@ -601,6 +642,33 @@ def parse_until(text: str, now: datetime) -> datetime:
             param_hint="--until",
         )
     return moment
+
+
+def parse_acknowledger(text: str) -> str:
+    """Check the `--by` name and return it without surrounding spaces.
+
+    Raises:
+        click.BadParameter: the name is blank, longer than
+            `MAX_ACKNOWLEDGER_LENGTH`, or contains control or text-direction
+            characters.
+    """
+    name = text.strip()
+    if not name or len(name) > MAX_ACKNOWLEDGER_LENGTH:
+        raise click.BadParameter(
+            f"Invalid name {text[:MAX_ACKNOWLEDGER_LENGTH]!r}: give 1 to "
+            f"{MAX_ACKNOWLEDGER_LENGTH} characters, not only spaces.",
+            param_hint="--by",
+        )
+    # Control and format characters (Unicode categories Cc and Cf, which
+    # include the text-direction overrides) could disguise the name where
+    # it is shown.
+    if not name.isprintable():
+        raise click.BadParameter(
+            f"Invalid name {text!r}: control and text-direction characters are "
+            "not allowed; give printable text.",
+            param_hint="--by",
+        )
+    return name
 
 
 def _login_name() -> str | None:

@@ -29,7 +29,11 @@ from sqlalchemy.orm import Session
 from certwatch.alerts.cycle import AlertingReport, alert_after_cycle
 from certwatch.alerts.digest import digest_interval
 from certwatch.alerts.evaluate import load_alert_settings
-from certwatch.alerts.settings import load_delivery_settings, with_receiver_policy
+from certwatch.alerts.settings import (
+    load_delivery_settings,
+    private_receivers_allowed,
+    with_receiver_policy,
+)
 from certwatch.commands.inventory import parse_sources
 from certwatch.commands.options import threshold_options
 from certwatch.commands.output import closed_pipe_ignored
@@ -317,19 +321,22 @@ def _alerting(
     settings: MonitorSettings,
     policy: AnalysisPolicy,
     *,
-    allow_private_receivers: bool = True,
+    allow_private_receivers: bool | None = None,
 ) -> Callable[[Callable[[], Session]], AlertingReport]:
     """Load the alert and delivery settings now, so a bad one stops the start.
 
     `allow_private_receivers` false delivers webhook, Slack, Teams and
-    Apprise messages to public addresses only, as `serve` does on a site
-    whose `CERTWATCH_ALLOW_PRIVATE_TARGETS` is false.
+    Apprise messages to public addresses only, as on a site whose
+    `CERTWATCH_ALLOW_PRIVATE_TARGETS` is false. `None` reads that setting
+    from the environment with the defaults of the web settings.
 
     Raises:
         click.ClickException: a setting is invalid; `main` exits 3.
     """
     try:
         alert_settings = load_alert_settings(thresholds=policy.thresholds)
+        if allow_private_receivers is None:
+            allow_private_receivers = private_receivers_allowed()
         delivery = with_receiver_policy(
             load_delivery_settings(), allow_private=allow_private_receivers
         )

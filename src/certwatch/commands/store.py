@@ -38,9 +38,9 @@ def open_store(
         click.ClickException: the URL is invalid or the database cannot be
             reached; `certwatch.cli.main` prints it and exits 3.
     """
-    url = database_url(environ)
-    _warn_relative_sqlite_path(url)
     try:
+        url = database_url(environ)
+        _warn_relative_sqlite_path(url)
         engine = create_store_engine(url)
         upgrade(engine)
     except StoreError as exc:

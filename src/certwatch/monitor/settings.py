@@ -113,8 +113,8 @@ def parse_duration(text: str) -> timedelta:
     """Parse a duration such as `90s`, `30m`, `6h`, `1d`, `2w` or `1h30m`.
 
     Raises:
-        SettingsError: the text is not a sequence of numbers with units, is
-            zero, or exceeds a year.
+        SettingsError: the text is not a sequence of numbers with units,
+            repeats a unit, is zero, or exceeds a year.
     """
     compact = text.strip().lower().replace(" ", "")
     parts = _DURATION_PART.findall(compact)
@@ -122,6 +122,13 @@ def parse_duration(text: str) -> timedelta:
         raise SettingsError(
             f"Invalid duration {text!r}: give a number with a unit (s, m, h, d "
             "or w), such as 30m, 6h, 1d or 1h30m."
+        )
+    units = [unit for _, unit in parts]
+    repeated = sorted({unit for unit in units if units.count(unit) > 1})
+    if repeated:
+        raise SettingsError(
+            f"Invalid duration {text!r}: the unit {repeated[0]!r} appears more "
+            "than once; give each unit once, such as 1h30m."
         )
     seconds = sum(
         float(number) * _UNITS[unit].total_seconds() for number, unit in parts

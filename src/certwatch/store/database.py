@@ -57,11 +57,52 @@ def default_database_path(environ: Mapping[str, str] = os.environ) -> Path:
 
 
 def database_url(environ: Mapping[str, str] = os.environ) -> str:
-    """Return `CERTWATCH_DATABASE_URL` when set, else the default SQLite file."""
+    """Return `CERTWATCH_DATABASE_URL` when set, else the default SQLite file.
+
+    Raises:
+        StoreError: the variable names an in-memory SQLite database, which
+            each command would create empty and throw away.
+    """
     configured = environ.get(DATABASE_URL_VARIABLE, "").strip()
-    if configured:
-        return configured
-    return f"sqlite:///{default_database_path(environ)}"
+    if not configured:
+        return f"sqlite:///{default_database_path(environ)}"
+    if _is_sqlite_in_memory(configured):
+        # A SQLite URL has no password to hide, so it is shown as given.
+        raise StoreError(
+            f"{DATABASE_URL_VARIABLE}={configured!r} names an in-memory "
+            "SQLite database, which keeps nothing after the command: give a file "
+            "such as sqlite:////var/lib/certwatch/certwatch.db, or unset "
+            f"{DATABASE_URL_VARIABLE} for the default file."
+        )
+    return configured
+
+
+def _is_sqlite_in_memory(url: str) -> bool:
+    """Tell whether `url` names an in-memory SQLite database.
+
+    That is `sqlite://`, `sqlite:///:memory:`, or a URI filename
+    (`?uri=true`) that is `file::memory:` or has `mode=memory`.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return False  # normalize_url reports the invalid URL
+    if parsed.get_backend_name() != "sqlite":
+        return False
+    if parsed.database in (None, "", ":memory:"):
+        return True
+    if not {"true", "1"} & _query_values(parsed, "uri"):
+        return False
+    return parsed.database.startswith("file::memory:") or (
+        "memory" in _query_values(parsed, "mode")
+    )
+
+
+def _query_values(url: URL, key: str) -> set[str]:
+    """Return the values of a query parameter, which may be given repeatedly."""
+    value = url.query.get(key, ())
+    values = (value,) if isinstance(value, str) else value
+    return {item.lower() for item in values}
 
 
 def normalize_url(url: str | URL) -> URL:
