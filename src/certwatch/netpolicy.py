@@ -64,6 +64,31 @@ def private_address_kind(address: str) -> str | None:
     return _kind(ip)
 
 
+def literal_address(host: str) -> str | None:
+    """Return the IP address that `host` is written as, or `None` for a name.
+
+    Brackets around an IPv6 address and the trailing dot of an absolute
+    name are ignored, so `169.254.169.254.` is that address.
+    """
+    text = host.strip("[]")
+    if text.endswith("."):
+        text = text[:-1]
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def is_loopback_name(host: str) -> bool:
+    """Tell whether `host` is `localhost` or a name under it, dot or not.
+
+    RFC 6761 reserves these names for loopback addresses, and resolvers
+    answer them without DNS, or (`localhost.` on glibc) not at all.
+    """
+    name = host.lower().removesuffix(".")
+    return name == "localhost" or name.endswith(".localhost")
+
+
 def address_allowed(address: str, *, allow_private: bool) -> bool:
     """Tell whether the probe may connect to `address` under the setting."""
     return allow_private or private_address_kind(address) is None
@@ -73,8 +98,8 @@ def blocked_address_message(target: str, address: str, kind: str) -> str:
     """Return the message for a target that resolves to a non-public address."""
     return (
         f"Target {target!r} resolves to {address} ({kind} address), which this "
-        "site does not probe because anyone can add targets: add a public name "
-        f"or address, or ask the operator to set {ALLOW_PRIVATE_VARIABLE}=true."
+        f"site does not probe ({ALLOW_PRIVATE_VARIABLE} is false): add a public "
+        f"name or address, or ask the operator to set {ALLOW_PRIVATE_VARIABLE}=true."
     )
 
 

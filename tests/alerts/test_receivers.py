@@ -176,6 +176,9 @@ async def test_apprise_loopback_blocked(http_receiver: HttpReceiver) -> None:
         ("teams:https://[fe80::1]/x", "fe80::1"),
         (f"webhook:https://{HOOK_NAME}/x", "10.0.0.8"),
         ("apprise:json://192.168.1.9/x", "192.168.1.9"),
+        ("webhook:http://169.254.169.254.:80/latest/meta-data/", "169.254.169.254"),
+        ("webhook:http://localhost.:9/", "localhost."),
+        ("webhook:http://hooks.localhost/", "hooks.localhost"),
     ],
 )
 async def test_check_contact_rejects(text: str, address: str) -> None:
@@ -185,6 +188,25 @@ async def test_check_contact_rejects(text: str, address: str) -> None:
         await check_contact(parse_contact(text), resolver, timeout=2)
 
     assert isinstance(caught.value, ContactError)
+
+
+async def test_check_contact_unresolved_rejected() -> None:
+    contact = parse_contact("webhook:https://hooks.nowhere.test/s3cret")
+
+    with pytest.raises(ReceiverNotAllowed, match="which does not resolve") as caught:
+        await check_contact(
+            contact, StaticResolver({}), timeout=2, reject_unresolved=True
+        )
+
+    assert "'hooks.nowhere.test'" in str(caught.value)
+    assert "cannot check that its address is public" in str(caught.value)
+    assert "s3cret" not in str(caught.value)
+
+
+async def test_check_contact_unresolved_passes_by_default() -> None:
+    contact = parse_contact("webhook:https://hooks.nowhere.test/x")
+
+    await check_contact(contact, StaticResolver({}), timeout=2)
 
 
 async def test_check_contact_skips_email_and_tokens() -> None:

@@ -105,9 +105,9 @@ async def test_probe_endpoint_blocks_resolved_loopback(
     assert result.error.reason is ErrorReason.ADDRESS_NOT_ALLOWED
     assert result.error.message == (
         f"Target 'www.example.test:{server.port}' resolves to 127.0.0.1 (loopback "
-        "address), which this site does not probe because anyone can add "
-        "targets: add a public name or address, or ask the operator to set "
-        "CERTWATCH_ALLOW_PRIVATE_TARGETS=true."
+        "address), which this site does not probe "
+        "(CERTWATCH_ALLOW_PRIVATE_TARGETS is false): add a public name or "
+        "address, or ask the operator to set CERTWATCH_ALLOW_PRIVATE_TARGETS=true."
     )
     assert server.accepted == 0
 

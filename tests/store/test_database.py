@@ -11,10 +11,12 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from click.testing import CliRunner
 from sqlalchemy import Engine, MetaData, insert, inspect, select, text
 from sqlalchemy.exc import OperationalError, StatementError
 from sqlalchemy.orm import Session
 
+from certwatch.cli import cli
 from certwatch.store import database
 from certwatch.store.database import (
     HEAD_REVISION,
@@ -455,3 +457,21 @@ def test_upgrade_from_0007_keeps_rows_that_reference_endpoints(
     assert tags == 1
     if sqlite:
         assert enforced == 1
+
+
+def test_open_store_newer_revision_names_upgrade(empty_database_url: str) -> None:
+    upgrade(empty_database_url)
+    engine = create_store_engine(empty_database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = 'zz99'"))
+    finally:
+        engine.dispose()
+
+    outcome = CliRunner().invoke(
+        cli, ["list"], env={"CERTWATCH_DATABASE_URL": empty_database_url}
+    )
+
+    assert outcome.exit_code != 0
+    assert "has schema revision unknown to certwatch" in outcome.output
+    assert "so upgrade certwatch" in outcome.output

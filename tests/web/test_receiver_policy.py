@@ -36,6 +36,7 @@ RESOLVER = StaticResolver(
         "loop.example.test": ["127.0.0.1"],
         "intranet.example.test": ["10.1.2.3"],
         "mixed.example.test": ["8.8.8.8", "10.1.2.3"],
+        "public.example.test": ["8.8.8.8"],
     }
 )
 
@@ -111,6 +112,9 @@ def test_open_site_rejects_loopback_webhook(
         ("teams", "https://[::1]/workflows/x", "::1"),
         ("teams", "https://[::ffff:10.0.0.1]/workflows/x", "::ffff:a00:1"),
         ("apprise", "json://127.0.0.1:9/hook", "127.0.0.1"),
+        ("webhook", "http://169.254.169.254.:80/latest/meta-data/", "169.254.169.254"),
+        ("webhook", "http://localhost.:9/", "localhost."),
+        ("webhook", "http://LocalHost/", "localhost"),
     ],
 )
 def test_open_site_rejects_private_receivers(
@@ -139,19 +143,52 @@ def test_open_site_accepts_public_and_email(
     email = visitor.post(
         f"/teams/{team_id}/contacts", {"kind": "email", "address": "ops@example.test"}
     )
-    # The static resolver has no address for this name, and a name that
-    # does not resolve now is checked again at each delivery.
-    unresolved = visitor.post(
+    public = visitor.post(
         f"/teams/{team_id}/contacts",
-        {"kind": "webhook", "address": "https://hooks.example.test/x"},
+        {"kind": "webhook", "address": "https://public.example.test/x"},
     )
 
     assert email.status_code == 303
-    assert unresolved.status_code == 303
+    assert public.status_code == 303
     assert contacts_of(sessions, team_id) == [
         "email:ops@example.test",
-        "webhook:https://hooks.example.test/x",
+        "webhook:https://public.example.test/x",
     ]
+
+
+@pytest.mark.parametrize(
+    "url", ["https://hooks.nowhere.test/x", "http://169.254.169.254.invalid/"]
+)
+def test_open_site_rejects_unresolved_receiver(
+    owner: Owner, sessions: sessionmaker[Session], url: str
+) -> None:
+    """A name without an address cannot be checked, so it is not added."""
+    visitor, team_id = owner(OPEN_SITE)
+
+    added = visitor.post(
+        f"/teams/{team_id}/contacts", {"kind": "webhook", "address": url}
+    )
+
+    text = html.unescape(added.text)
+    host = url.split("/")[2]
+    assert added.status_code == 400
+    assert f"names the host {host!r}, which does not resolve" in text
+    assert "cannot check that its address is public" in text
+    assert contacts_of(sessions, team_id) == []
+
+
+def test_invite_site_accepts_unresolved_receiver(
+    owner: Owner, sessions: sessionmaker[Session]
+) -> None:
+    visitor, team_id = owner(INVITE_SITE)
+
+    added = visitor.post(
+        f"/teams/{team_id}/contacts",
+        {"kind": "webhook", "address": "https://hooks.nowhere.test/x"},
+    )
+
+    assert added.status_code == 303
+    assert contacts_of(sessions, team_id) == ["webhook:https://hooks.nowhere.test/x"]
 
 
 def test_open_site_test_button_skips_stored_loopback(

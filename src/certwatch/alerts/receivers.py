@@ -16,12 +16,16 @@ Email contacts are not checked: the operator's SMTP server delivers them.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from urllib.parse import urlsplit
 
 from certwatch.alerts.contacts import ContactAddress, ContactKind
 from certwatch.alerts.errors import ContactError
-from certwatch.netpolicy import ALLOW_PRIVATE_VARIABLE, private_address_kind
+from certwatch.netpolicy import (
+    ALLOW_PRIVATE_VARIABLE,
+    is_loopback_name,
+    literal_address,
+    private_address_kind,
+)
 from certwatch.probe.resolve import ResolutionError, Resolver
 
 # Apprise schemes whose host is always a network host to connect to. In
@@ -55,6 +59,8 @@ async def receiver_addresses(
         ResolutionError: the name does not resolve, or resolving timed out.
     """
     literal = _ip_literal(host)
+    if not allow_private and literal is None and is_loopback_name(host):
+        raise ReceiverNotAllowed(not_allowed_message(contact, host, "loopback"))
     if literal is not None:
         addresses = [literal]
     else:
@@ -72,15 +78,21 @@ async def receiver_addresses(
 
 
 async def check_contact(
-    contact: ContactAddress, resolver: Resolver, *, timeout: float
+    contact: ContactAddress,
+    resolver: Resolver,
+    *,
+    timeout: float,
+    reject_unresolved: bool = False,
 ) -> None:
     """Reject a contact whose receiver is or resolves to a non-public address.
 
     For sites with private targets off. A name that does not resolve now
-    passes, because each delivery checks the addresses again.
+    passes unless `reject_unresolved` is true, because each delivery checks
+    the addresses again.
 
     Raises:
-        ReceiverNotAllowed: the receiver's host is not public.
+        ReceiverNotAllowed: the receiver's host is not public, or with
+            `reject_unresolved` its name does not resolve.
     """
     host = receiver_host(contact)
     if host is None:
@@ -94,8 +106,9 @@ async def check_contact(
             allow_private=False,
             timeout=timeout,
         )
-    except ResolutionError:
-        return
+    except ResolutionError as exc:
+        if reject_unresolved:
+            raise ReceiverNotAllowed(unresolved_message(contact, host)) from exc
 
 
 def receiver_host(contact: ContactAddress) -> str | None:
@@ -126,8 +139,18 @@ def not_allowed_message(contact: ContactAddress, address: str, kind: str) -> str
     return (
         f"The {contact.kind.value} URL {contact.redacted()!r} leads to {address} "
         f"({kind} address), and this site sends nothing to non-public addresses "
-        "because anyone can sign up: give a receiver on a public address, or "
-        f"ask the operator to set {ALLOW_PRIVATE_VARIABLE}=true."
+        f"({ALLOW_PRIVATE_VARIABLE} is false): give a receiver on a public "
+        f"address, or ask the operator to set {ALLOW_PRIVATE_VARIABLE}=true."
+    )
+
+
+def unresolved_message(contact: ContactAddress, host: str) -> str:
+    """Return the message for a receiver whose host name does not resolve."""
+    return (
+        f"The {contact.kind.value} URL {contact.redacted()!r} names the host "
+        f"{host!r}, which does not resolve, so this site cannot check that its "
+        "address is public: give a receiver whose name resolves to a public "
+        f"address, or ask the operator to set {ALLOW_PRIVATE_VARIABLE}=true."
     )
 
 
@@ -138,10 +161,7 @@ def _check_address(contact: ContactAddress, address: str) -> None:
 
 
 def _ip_literal(host: str) -> str | None:
-    try:
-        return str(ipaddress.ip_address(host.strip("[]")))
-    except ValueError:
-        return None
+    return literal_address(host)
 
 
 def _default_port(url: str) -> int:

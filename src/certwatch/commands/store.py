@@ -8,13 +8,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import click
-from alembic.util.exc import CommandError as AlembicCommandError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from certwatch import __version__
 from certwatch.store.database import (
+    UnknownRevisionError,
     create_store_engine,
     database_url,
     session_factory,
@@ -43,9 +43,7 @@ def open_store(
         _warn_relative_sqlite_path(url)
         engine = create_store_engine(url)
         upgrade(engine)
-    except StoreError as exc:
-        raise click.ClickException(str(exc)) from exc
-    except AlembicCommandError as exc:
+    except UnknownRevisionError as exc:
         # Alembic cannot find the database's revision among ours: a newer
         # certwatch wrote it. Nothing has been changed.
         raise click.ClickException(
@@ -53,6 +51,8 @@ def open_store(
             f"{__version__} ({_first_line(exc)}): it was written by a newer "
             "version, so upgrade certwatch."
         ) from exc
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
     except (SQLAlchemyError, OSError) as exc:
         # An unreachable server, a missing file permission or a locked
         # database all arrive here.

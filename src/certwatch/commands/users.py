@@ -25,7 +25,12 @@ from certwatch.store.accounts import (
 )
 from certwatch.store.alerts import find_team
 from certwatch.store.models import ROLES
-from certwatch.store.users import list_users, owner_count, remove_membership
+from certwatch.store.users import (
+    list_users,
+    lock_team,
+    owner_count,
+    remove_membership,
+)
 from certwatch.web.passwords import hash_password, password_problem
 
 
@@ -144,7 +149,8 @@ def _user_and_team(session: Session, email: str, team: str) -> tuple[User, int]:
 
 
 def _last_owner(session: Session, user_id: int, team_id: int) -> bool:
-    """Tell whether the user is the team's only owner."""
+    """Tell whether the user is the team's only owner, with the team locked."""
+    lock_team(session, team_id)
     role = team_role(session, user_id, team_id)
     return role == "owner" and owner_count(session, team_id) == 1
 

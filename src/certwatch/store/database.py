@@ -14,17 +14,17 @@ import time
 from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from certwatch.store.errors import StoreError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 logger = logging.getLogger(__name__)
 
@@ -224,10 +224,18 @@ def upgrade(url: str | URL | Engine, revision: str = "head") -> None:
                 _outside_transaction(connection, "PRAGMA foreign_keys=OFF")
             try:
                 with connection.begin():
+                    # Alembic is imported here: a command on a current
+                    # store does without its tenth of a second of imports.
+                    from alembic import command
+                    from alembic.util.exc import CommandError
+
                     config = _alembic_config()
                     config.attributes["connection"] = connection
                     before = _schema_revision(connection)
-                    command.upgrade(config, revision)
+                    try:
+                        command.upgrade(config, revision)
+                    except CommandError as exc:
+                        raise UnknownRevisionError(str(exc)) from exc
                     # The check reads every table, so it runs only when a
                     # migration did.
                     if sqlite and _schema_revision(connection) != before:
@@ -241,6 +249,10 @@ def upgrade(url: str | URL | Engine, revision: str = "head") -> None:
     logger.debug("database schema at revision %s", revision)
 
 
+class UnknownRevisionError(StoreError):
+    """The database's schema revision is not among the packaged migrations."""
+
+
 # The newest migration's revision; tests/store/test_database.py checks that
 # it names the head of the packaged migrations.
 HEAD_REVISION = "0009"
@@ -250,14 +262,19 @@ def _at_head(engine: Engine) -> bool:
     """Tell whether the schema is at `HEAD_REVISION`, without taking a lock."""
     try:
         with engine.connect() as connection:
-            return _schema_revision(connection) == HEAD_REVISION
+            found = connection.execute(
+                text("SELECT version_num FROM alembic_version")
+            ).all()
     except SQLAlchemyError:
-        # No database yet, or one Alembic must look at: let it decide.
+        # No database or no schema yet: Alembic creates it.
         return False
+    return [row[0] for row in found] == [HEAD_REVISION]
 
 
 def _schema_revision(connection: Connection) -> str | None:
     """Return the schema's Alembic revision, `None` for an empty database."""
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(connection).get_current_revision()
 
 
@@ -312,6 +329,8 @@ def refresh_statistics(sessions: Callable[[], Session]) -> None:
 
 
 def _alembic_config() -> Config:
+    from alembic.config import Config
+
     location = resources.files(_MIGRATIONS)
     config = Config()
     config.set_main_option("script_location", str(location))

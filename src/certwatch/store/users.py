@@ -50,8 +50,21 @@ def list_users(session: Session) -> list[UserSummary]:
     ]
 
 
+def lock_team(session: Session, team_id: int) -> None:
+    """Lock the team's row until the transaction ends, to serialize owner changes.
+
+    Two owners demoting each other at once would each count two owners and
+    leave the team with none. On PostgreSQL this takes `SELECT ... FOR
+    UPDATE` on the team, so a second transaction waits here and counts after
+    the first commits. SQLAlchemy leaves FOR UPDATE out on SQLite, where a
+    writing transaction starts with BEGIN IMMEDIATE and so runs alone.
+    """
+    session.execute(select(TeamRow.id).where(TeamRow.id == team_id).with_for_update())
+
+
 def owner_count(session: Session, team_id: int) -> int:
-    """Return how many members own the team."""
+    """Return how many members own the team, after locking it with `lock_team`."""
+    lock_team(session, team_id)
     return (
         session.scalar(
             select(func.count())

@@ -11,6 +11,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from certwatch.result import Result
+from certwatch.web.ids import MAX_ID
 
 
 class ErrorOut(BaseModel):
@@ -68,7 +69,11 @@ class EndpointPage(BaseModel):
 class EndpointCreate(BaseModel):
     """Targets to add to a team, typed as on the add page."""
 
-    team_id: int
+    # A bound that no row id exceeds keeps a larger number out of the
+    # queries, which the database drivers reject with an error of their own.
+    team_id: int = Field(
+        ge=1, le=MAX_ID, description="id of the team, at most 2**31 - 1"
+    )
     targets: list[str] = Field(min_length=1)
     tags: list[str] = Field(default_factory=list)
     protocol: str | None = Field(

@@ -7,7 +7,7 @@ gets 404, as an unknown fingerprint does. Alerts belong to one team each.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -137,13 +137,23 @@ def _acknowledgement(
                 f"Invalid until {body.until.isoformat()!r}: give a time with a "
                 "zone, such as 2026-07-01T00:00:00Z.",
             )
-        if body.until <= now:
+        try:
+            # The store keeps UTC, and a time near the ends of the calendar
+            # in another zone has no UTC form.
+            until = body.until.astimezone(UTC)
+        except OverflowError:
+            raise ApiError(
+                422,
+                f"Invalid until {body.until.isoformat()!r}: it is outside the "
+                "years 1 to 9999 in UTC; give a time within them.",
+            ) from None
+        if until <= now:
             raise ApiError(
                 422,
                 f"Invalid until {body.until.isoformat()!r}: it has passed; give "
                 "a later time.",
             )
-        return body.until, None
+        return until, None
     if found.threshold is None:
         raise ApiError(
             422,

@@ -39,6 +39,7 @@ from certwatch.web import (
     teams,
 )
 from certwatch.web.auth import LoginRequired
+from certwatch.web.body_limit import BodyLimitMiddleware
 from certwatch.web.dependencies import Clock, SessionFactory, WebContext, web_context
 from certwatch.web.errors import error_response, install_error_pages
 from certwatch.web.settings import WebSettings
@@ -94,6 +95,11 @@ def create_app(
     app.add_middleware(
         GZipMiddleware, minimum_size=GZIP_MINIMUM_SIZE, compresslevel=GZIP_LEVEL
     )
+    # Added before `api.install` adds the form post limit, so this runs
+    # inside it: that middleware reads the body in a task group, which
+    # would wrap the limit's 413 in an ExceptionGroup that FastAPI's body
+    # parsing turns into a 400.
+    app.add_middleware(BodyLimitMiddleware)
     app.add_exception_handler(SQLAlchemyError, _database_unavailable)
     app.add_exception_handler(LoginRequired, _login_required)
     install_error_pages(app)

@@ -10,9 +10,13 @@ JSON to HTML.
 from __future__ import annotations
 
 import logging
+import math
 from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -50,6 +54,7 @@ INTERNAL_ERROR = _MESSAGES[500]
 def install_error_pages(app: FastAPI) -> None:
     """Register the handlers that return HTML error pages to browsers."""
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _internal_error)
 
 
@@ -116,6 +121,29 @@ def _http_error(request: Request, exc: Exception) -> Response:
             {"detail": exc.detail}, status_code=exc.status_code, headers=headers
         )
     return html_error(request, exc.status_code, str(exc.detail), headers=headers)
+
+
+def _validation_error(request: Request, exc: Exception) -> Response:
+    """Return FastAPI's 422 body, with non-finite numbers written as text.
+
+    A JSON body may hold `1e999`, which Python reads as infinity. FastAPI's
+    own handler repeats the input in the error, and JSON cannot encode
+    infinity, so its response failed with a 500.
+    """
+    assert isinstance(exc, RequestValidationError)
+    errors = _finite(jsonable_encoder(exc.errors()))
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
+def _finite(value: Any) -> Any:
+    """Return `value` with every infinite or NaN float replaced by its text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _internal_error(request: Request, exc: Exception) -> Response:

@@ -357,12 +357,19 @@ def _check_receiver(context: WebContext, contact: ContactAddress) -> None:
     The request runs in a thread of FastAPI's pool, which has no event
     loop, so the lookup gets its own.
 
+    A name that does not resolve is rejected too, because its address
+    cannot be checked now.
+
     Raises:
         ReceiverNotAllowed: the contact's host is or resolves to a
-            non-public address.
+            non-public address, or does not resolve.
     """
     timeout = context.scans.monitor.probe.timeout
-    asyncio.run(check_contact(contact, context.scans.resolver, timeout=timeout))
+    asyncio.run(
+        check_contact(
+            contact, context.scans.resolver, timeout=timeout, reject_unresolved=True
+        )
+    )
 
 
 def _change_contact(

@@ -31,7 +31,7 @@ from certwatch.store.accounts import (
     user_teams,
 )
 from certwatch.store.models import ROLES
-from certwatch.store.users import owner_count, remove_membership
+from certwatch.store.users import lock_team, owner_count, remove_membership
 from certwatch.web.account_emails import (
     AccountMail,
     Mail,
@@ -122,6 +122,9 @@ def change_member(
             status_code=400,
         )
     with context.sessions() as session, session.begin():
+        # Locked before any role is read, so that both roles and the owner
+        # count are read after a concurrent change of the team commits.
+        lock_team(session, team_id)
         require_role(session, login, team_id, "owner")
         current = team_role(session, user_id, team_id)
         if current is None:
