@@ -407,7 +407,7 @@ def test_serve_stops_on_sigterm(
     assert "monitor started" in text
     assert "received SIGTERM: stopping after the current batch" in text
     assert "127.0.0.1 unknown (timeout)" in text
-    assert "monitor stopped after 1 cycles" in text
+    assert "monitor stopped after 1 cycle\n" in text
     assert count_observations(url_sessions) == 1
 
 

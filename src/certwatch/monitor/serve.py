@@ -103,7 +103,9 @@ def serve(
             pause = settings.max_sleep
         logger.debug("sleeping %s until the next cycle", pause)
         stop.wait(pause.total_seconds())
-    logger.info("monitor stopped after %d cycles", cycles)
+    logger.info(
+        "monitor stopped after %d %s", cycles, "cycle" if cycles == 1 else "cycles"
+    )
     return cycles
 
 
