@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session
@@ -213,19 +211,14 @@ def test_record_batch_of_2000_in_one_transaction(
         commits.append(connection)
 
     event.listen(engine, "commit", count_commit)
-    started = time.perf_counter()
     written = record_observations(session, scans)
     session.commit()
-    elapsed = time.perf_counter() - started
     event.remove(engine, "commit", count_commit)
 
     assert written == 2000
     assert len(commits) == 1
     assert count(session, ObservationRow) == 2000
     assert count(session, CertificateRow) == 2
-    # Generous bound: one statement per result would take far longer on
-    # PostgreSQL, and a whole batch takes well under a second on a laptop.
-    assert elapsed < 20, f"batch of 2000 took {elapsed:.1f} s"
     stored = latest_observations(session, endpoint_id=ids[-1])
     assert stored[0].findings[0].severity is Severity.WARNING
     assert stored[1].error_reason is ErrorReason.TIMEOUT

@@ -38,11 +38,27 @@ def open_store(
         click.ClickException: the URL is invalid or the database cannot be
             reached; `certwatch.cli.main` prints it and exits 3.
     """
-    try:
+    with _store_errors():
         url = database_url(environ)
         _warn_relative_sqlite_path(url)
         engine = create_store_engine(url)
-        upgrade(engine)
+        try:
+            upgrade(engine)
+        except BaseException:
+            # The connections opened to check the schema close with it.
+            engine.dispose()
+            raise
+    try:
+        yield session_factory(engine)
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def _store_errors() -> Iterator[None]:
+    """Turn the failures of opening the store into command errors."""
+    try:
+        yield
     except UnknownRevisionError as exc:
         # Alembic cannot find the database's revision among ours: a newer
         # certwatch wrote it. Nothing has been changed.
@@ -60,10 +76,6 @@ def open_store(
             f"Cannot open the inventory database ({exc.__class__.__name__}: "
             f"{_first_line(exc)}): check CERTWATCH_DATABASE_URL."
         ) from exc
-    try:
-        yield session_factory(engine)
-    finally:
-        engine.dispose()
 
 
 def _warn_relative_sqlite_path(url: str) -> None:
