@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -69,15 +68,3 @@ def rsa_server_chain(tls_ca: trustme.CA) -> Chain:
     return Chain.from_pems(
         leaf.private_key_pem.bytes(), leaf.cert_chain_pems[0].bytes()
     )
-
-
-@pytest.fixture(autouse=True)
-def collect_garbage() -> Iterator[None]:
-    """Collect garbage after each test, so a leaked connection fails its own test.
-
-    An unclosed database connection warns when it is collected, and the
-    warnings are errors. Without this the warning lands in whichever later
-    test the collector happens to run in.
-    """
-    yield
-    gc.collect()
