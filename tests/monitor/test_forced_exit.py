@@ -20,7 +20,7 @@ raise SystemExit(143)
 """
 
 
-def test_second_signal_exit_does_not_wait_for_hung_threads() -> None:
+def test_forced_exit_ends_hung_process() -> None:
     completed = subprocess.run(
         [sys.executable, "-c", PROGRAM],
         env={"PYTHONPATH": str(SOURCE)},
@@ -35,7 +35,7 @@ def test_second_signal_exit_does_not_wait_for_hung_threads() -> None:
     )
 
 
-def test_without_the_timer_the_hung_thread_holds_the_process() -> None:
+def test_hung_thread_keeps_process_without_timer() -> None:
     # The control case: the same program without `_exit_later` is still
     # running when the first test's process has long ended.
     program = PROGRAM.replace("monitor._exit_later(143)\n", "")

@@ -40,9 +40,9 @@ CHANGED_CODE = "certificate_changed"
 """The finding code of `changed` items and of the alerts that record them."""
 
 CHANGE_NOTICE_WINDOW = timedelta(days=7)
-"""How old a change event may be and still be reported.
+"""The age up to which a change event is reported.
 
-Older events are never reported, so a store that recorded changes before
+Older events are not reported, so a store that recorded changes before
 these notices existed does not send its whole history at once.
 """
 

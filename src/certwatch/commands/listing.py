@@ -164,8 +164,8 @@ def list_command(
         if as_json:
             echo_json(_list_document(listing, now, limit, default_interval))
             if len(listing.sources) < listing.total:
-                # A script reading the JSON may not check "total"; say on
-                # stderr that this is a page, so it is never silent.
+                # A script may ignore "total", so stderr also states that
+                # this is one page.
                 click.echo(
                     f"certwatch: listed {len(listing.sources)} of "
                     f"{listing.total} matching sources; --limit 0 lists all.",

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from certwatch.monitor.settings import SettingsError, parse_duration
+from certwatch.monitor.settings import duration_variable
 from certwatch.store.retention import compact_history
 from certwatch.x509.expiry import describe_duration
 
@@ -35,13 +35,7 @@ def history_retention(environ: Mapping[str, str] = os.environ) -> timedelta:
     Raises:
         SettingsError: the variable is set but not a valid duration.
     """
-    text = environ.get(RETENTION_VARIABLE, "").strip()
-    if not text:
-        return DEFAULT_RETENTION
-    try:
-        return parse_duration(text)
-    except SettingsError as exc:
-        raise SettingsError(f"{RETENTION_VARIABLE}: {exc}") from exc
+    return duration_variable(environ, RETENTION_VARIABLE, DEFAULT_RETENTION)
 
 
 def compact_if_due(

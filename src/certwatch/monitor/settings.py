@@ -100,13 +100,25 @@ def default_interval(environ: Mapping[str, str] = os.environ) -> timedelta:
     Raises:
         SettingsError: the variable is set but not a valid duration.
     """
-    text = environ.get(INTERVAL_VARIABLE, "").strip()
+    return duration_variable(environ, INTERVAL_VARIABLE, DEFAULT_INTERVAL)
+
+
+def duration_variable(
+    environ: Mapping[str, str], variable: str, default: timedelta
+) -> timedelta:
+    """Return the environment variable `variable` as a duration, or `default`.
+
+    Raises:
+        SettingsError: the variable is set but not a valid duration; the
+            message starts with the variable's name.
+    """
+    text = environ.get(variable, "").strip()
     if not text:
-        return DEFAULT_INTERVAL
+        return default
     try:
         return parse_duration(text)
     except SettingsError as exc:
-        raise SettingsError(f"{INTERVAL_VARIABLE}: {exc}") from exc
+        raise SettingsError(f"{variable}: {exc}") from exc
 
 
 def parse_duration(text: str) -> timedelta:
